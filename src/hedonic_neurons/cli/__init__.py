@@ -1,0 +1,1 @@
+"""The ``hedonic`` command line: thin wrappers, argv -> config -> pipeline function -> files."""

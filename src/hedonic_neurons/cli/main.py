@@ -1,0 +1,83 @@
+"""Entry point of the ``hedonic`` command.
+
+Each sub-command lives in its own module of this package and exposes
+``register(subparsers) -> None``, which adds an ``argparse`` parser whose ``func``
+default takes the parsed namespace and returns an exit code. Modules are imported
+lazily so that ``hedonic partition`` works without torch installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import HedonicError
+
+# (module, one-line purpose) in the order `hedonic --help` lists them.
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("partition", "partition a synergy matrix into coalitions (exact Top Covering or PAC-Top-Cover)"),
+    ("stability", "measure a partition's stability: empirical blocking rate, brute-force core check"),
+    ("capture", "capture MLP activations of a LoRA model at the pooled position"),
+    ("valuate", "compute a layer's pairwise synergy matrix (OCA, exact PAS, second-order PAS)"),
+    ("track", "track coalitions across consecutive layers (interaction mass, transitions, Sankey)"),
+    ("evaluate", "evaluate partitions: synergy, OOD ablation drop, IR-feature alignment, predictivity"),
+    ("corpus", "build the offline docstring corpus (MS MARCO-style files, no download)"),
+    ("finetune", "fine-tune LoRA adapters on the MLPs of chosen layers for a scalar IR task"),
+    ("run", "run a whole study from one YAML config: discovery, baselines, evaluation, report"),
+    ("demo", "the whole method end to end on what ships offline (MiniLM + docstring corpus)"),
+    ("mnist", "the MNIST study of the paper's Appendix I (gated residual MLP)"),
+)
+
+_MODULE_FOR = {"partition": "partition", "stability": "partition", "capture": "capture",
+               "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "evaluate",
+               "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist"}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser; with ``only``, import just that command's module."""
+    parser = argparse.ArgumentParser(
+        prog="hedonic",
+        description="Find, track and test coalitions of MLP neurons in LoRA-tuned transformers.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<10} {purpose}" for name, purpose in COMMANDS)
+        + "\n\nRun 'hedonic COMMAND --help' for the options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"hedonic-neurons {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    registered: set[str] = set()
+    for name, purpose in COMMANDS:
+        if only is not None and name != only:
+            continue
+        module = _MODULE_FOR[name]
+        if module in registered:
+            continue
+        mod = importlib.import_module(f"hedonic_neurons.cli.{module}")
+        mod.register(sub)
+        registered.add(module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hedonic`` command line; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args_list if not a.startswith("-")), None)
+    parser = build_parser(first if first in _MODULE_FOR else None)
+    args = parser.parse_args(args_list)
+    if not getattr(args, "func", None):
+        build_parser().print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except HedonicError as exc:
+        print(f"hedonic {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hedonic {args.command}: interrupted; completed work is saved and a re-run resumes.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
