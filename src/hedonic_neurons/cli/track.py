@@ -1,0 +1,252 @@
+"""``hedonic track``: coalition transitions across consecutive layers (paper §3.4, DESIGN §7).
+
+Reads layer records and partitions, writes per-layer-pair transition tables (CSV, JSON),
+a Markdown summary (Table 3 layout), a long-format CSV for the table builders, a
+threshold-sensitivity sweep, and the Sankey diagram (HTML with plotly.js embedded, PNG).
+
+The input conventions (shared with ``hedonic evaluate``) live here:
+
+- **records** ``--records DIR``: a capture directory (``manifest.json`` written by
+  ``hedonic capture`` / :func:`hedonic_neurons.capture.capture`) or a directory of
+  ``layer{L}.safetensors`` files (:meth:`LayerRecord.save`).
+- **partitions** ``--partitions PATH [PATH ...]``: JSON files or directories searched
+  recursively for ``*.json``. The layer is the number in ``layer{L}`` in the file name or
+  in its parent directory; the *label* (the method) is the rest of the name:
+  ``layer7.pac_top_cover.json`` -> (7, "pac_top_cover"), ``layer7/hedonic_pas.seed0.json``
+  -> (7, "hedonic_pas.seed0"). Each label is processed separately; ``--method`` keeps one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArtifactError, InputError
+from ..partition import Partition
+from ..records import LayerRecord
+
+__all__ = ["discover_partitions", "load_layer_records", "register", "run_track"]
+
+_LAYER_RE = re.compile(r"layer(\d+)")
+
+_EPILOG = """\
+inputs:
+  --records DIR      a capture directory (manifest.json from 'hedonic capture') or a directory
+                     of layer{L}.safetensors record files
+  --partitions PATH  partition JSON files, or directories searched recursively for *.json.
+                     The layer is read from 'layer{L}' in the file name or its parent folder,
+                     the method label from the rest of the name:
+                       layer7.pac_top_cover.json        -> layer 7, label 'pac_top_cover'
+                       partitions/layer7/kmeans.seed0.json -> layer 7, label 'kmeans.seed0'
+                     Every label is tracked separately (outputs in OUT/LABEL/); --method keeps one.
+
+example:
+  hedonic track --records runs/llama/records/train --partitions runs/llama/partitions \\
+      --method pac_top_cover --alpha-hi 0.7 --alpha-lo 0.1 --out runs/llama/tracking
+
+outputs (per label):
+  transitions.L7-8.csv / .json   one row per source coalition (event, target, alpha, beta, matched)
+  transitions.md / .csv          event percentages per layer pair (Table 3 layout)
+  transitions_long.csv           [method, src_layer, dst_layer, event, percent, count, n_src]
+  threshold_sweep.csv            event percentages over the --sweep-hi x --sweep-lo grid
+  sankey.html / sankey.png       coalition flow (green persist, orange split, blue merge, grey vanish)
+"""
+
+
+def load_layer_records(path: str | Path, layers: Sequence[int] | None = None) -> dict[int, LayerRecord]:
+    """Load records from a capture directory or a directory of ``layer{L}.safetensors``."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: records directory not found.")
+    files = sorted(root.glob("layer*.safetensors"))
+    if files:
+        out: dict[int, LayerRecord] = {}
+        for f in files:
+            m = _LAYER_RE.search(f.name)
+            if m is None:
+                continue
+            layer = int(m.group(1))
+            if layers is None or layer in layers:
+                out[layer] = LayerRecord.load(f)
+        if layers is not None and set(layers) - set(out):
+            raise InputError(f"layers: {sorted(set(layers) - set(out))} have no record file in {root}.")
+        return out
+    if (root / "manifest.json").is_file():
+        from ..capture import load_records
+
+        return load_records(root, layers)
+    raise ArtifactError(
+        f"{root}: neither a capture directory (manifest.json) nor a directory of layer{{L}}.safetensors files."
+    )
+
+
+def _label_of(path: Path, root: Path | None) -> tuple[int, str] | None:
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    stem = path.name[: -len(".json")]
+    m = _LAYER_RE.match(stem)
+    if m is not None:
+        label = stem[m.end():].lstrip("._-") or "partition"
+        return int(m.group(1)), label
+    for part in reversed(rel.parts[:-1] if root is not None else path.parent.parts[-1:]):
+        pm = _LAYER_RE.fullmatch(part)
+        if pm is not None:
+            return int(pm.group(1)), stem
+    return None
+
+
+def discover_partitions(
+    paths: Sequence[str | Path], method: str | None = None
+) -> dict[str, dict[int, Partition]]:
+    """Find partitions and group them by label, then layer (convention in the module docstring).
+
+    Returns
+    -------
+    dict label -> {layer: Partition}
+
+    Raises
+    ------
+    InputError
+        If a named file has no layer in its name, two files give the same (label, layer),
+        or nothing matches ``method``.
+    """
+    found: dict[str, dict[int, Partition]] = {}
+    sources: dict[tuple[str, int], Path] = {}
+    for raw in paths:
+        p = Path(raw)
+        candidates: list[tuple[Path, Path | None]]
+        if p.is_dir():
+            candidates = [(f, p) for f in sorted(p.rglob("*.json"))]
+            explicit = False
+        elif p.is_file():
+            candidates = [(p, None)]
+            explicit = True
+        else:
+            raise ArtifactError(f"{p}: partition file or directory not found.")
+        for f, root in candidates:
+            key = _label_of(f, root)
+            if key is None:
+                if explicit:
+                    raise InputError(
+                        f"--partitions: cannot tell the layer of {f} (expected 'layer{{L}}' in the file "
+                        "name, e.g. layer7.pac_top_cover.json, or a parent folder named layer{L})."
+                    )
+                continue
+            try:
+                part = Partition.from_json(f)
+            except ArtifactError:
+                if explicit:
+                    raise
+                continue  # some other JSON file in the tree
+            layer, label = key
+            if method is not None and label != method:
+                continue
+            if (label, layer) in sources:
+                raise InputError(
+                    f"--partitions: two partitions for layer {layer}, label {label!r}: "
+                    f"{sources[(label, layer)]} and {f}."
+                )
+            sources[(label, layer)] = f
+            found.setdefault(label, {})[layer] = part
+    if not found:
+        what = f" with label {method!r}" if method else ""
+        raise InputError(f"--partitions: no partition{what} found in {[str(p) for p in paths]}.")
+    return found
+
+
+def _safe_label(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``track`` sub-command."""
+    p = subparsers.add_parser(
+        "track",
+        help="track coalitions across consecutive layers (interaction mass, transitions, Sankey)",
+        description="Track coalitions across consecutive layers: interaction mass, alpha/beta, "
+                    "maximum-weight matching, persist/split/merge/vanish (paper §3.4, DESIGN §7).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    p.add_argument("--records", required=True, metavar="DIR", help="layer records (see inputs below)")
+    p.add_argument("--partitions", required=True, nargs="+", metavar="PATH",
+                   help="partition JSON files or directories (see inputs below)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--method", default=None, help="keep only partitions with this label")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to use (default: all found)")
+    p.add_argument("--alpha-hi", type=float, default=0.7, help="high threshold (default 0.7)")
+    p.add_argument("--alpha-lo", type=float, default=0.1, help="low threshold (default 0.1)")
+    p.add_argument("--write", choices=("weighted", "weights"), default="weighted",
+                   help="source write: |W'_down|·E|a| (weighted, default) or |W'_down| (weights)")
+    p.add_argument("--sweep-hi", type=float, nargs="+", default=[0.5, 0.6, 0.7, 0.8, 0.9],
+                   help="alpha_hi grid of the threshold sweep")
+    p.add_argument("--sweep-lo", type=float, nargs="+", default=[0.02, 0.05, 0.1, 0.2, 0.3],
+                   help="alpha_lo grid of the threshold sweep")
+    p.add_argument("--top", type=int, default=None,
+                   help="Sankey: keep the TOP largest coalitions per layer, pool the rest")
+    p.add_argument("--no-png", action="store_true", help="skip the static Sankey image")
+    p.set_defaults(func=run_track)
+
+
+def _summary_table(tables: dict[tuple[int, int], Any]) -> Any:
+    import pandas as pd
+
+    rows = []
+    for (sl, dl), t in sorted(tables.items()):
+        pct, cnt = t.percentages(), t.counts()
+        rows.append({"Layer→": f"{sl}→{dl}", "coalitions": t.n_src, "targets": t.n_dst,
+                     **{e.capitalize(): f"{pct[e]:.1f}% ({cnt[e]})" for e in ("persist", "merge", "split", "vanish")}})
+    return pd.DataFrame(rows)
+
+
+def run_track(args: argparse.Namespace) -> int:
+    """Run ``hedonic track`` from parsed arguments; returns the exit code."""
+    import pandas as pd
+
+    from ..io import atomic_write
+    from ..metrics.tables import to_markdown
+    from ..tracking import (
+        TRANSITION_RULE,
+        sankey_figure,
+        save_sankey_html,
+        save_sankey_png,
+        threshold_sweep,
+        track,
+        transitions_long,
+    )
+
+    groups = discover_partitions(args.partitions, args.method)
+    needed = sorted({layer for g in groups.values() for layer in g})
+    if args.layers is not None:
+        needed = sorted(set(needed) & set(args.layers))
+    records = load_layer_records(args.records, needed)
+    out = Path(args.out)
+    for label, parts in sorted(groups.items()):
+        parts_l = {k: v for k, v in parts.items() if args.layers is None or k in args.layers}
+        tables = track(parts_l, records, alpha_hi=args.alpha_hi, alpha_lo=args.alpha_lo, write=args.write)
+        d = out / _safe_label(label)
+        for (sl, dl), t in tables.items():
+            t.save(d / f"transitions.L{sl}-{dl}.csv")
+            t.save(d / f"transitions.L{sl}-{dl}.json", include_mass=True)
+        summary = _summary_table(tables)
+        with atomic_write(d / "transitions.md") as fh:
+            fh.write(f"# Coalition transitions: {label}\n\n")
+            fh.write(f"alpha_hi = {args.alpha_hi}, alpha_lo = {args.alpha_lo}, write = {args.write}; "
+                     "percent of the source layer's coalitions (count).\n\n")
+            fh.write(to_markdown(summary) + "\n\n## Rule\n\n```\n" + TRANSITION_RULE + "\n```\n")
+        with atomic_write(d / "transitions.csv") as fh:
+            pd.concat([t.summary() for t in tables.values()], ignore_index=True).to_csv(fh, index=False)
+        with atomic_write(d / "transitions_long.csv") as fh:
+            transitions_long(tables, method=label).to_csv(fh, index=False)
+        with atomic_write(d / "threshold_sweep.csv") as fh:
+            threshold_sweep(tables, args.sweep_hi, args.sweep_lo).to_csv(fh, index=False)
+        fig = sankey_figure(tables, parts_l, top=args.top, title=f"Coalition flow ({label})")
+        save_sankey_html(fig, d / "sankey.html")
+        if not args.no_png:
+            save_sankey_png(fig, d / "sankey.png")
+        print(f"[{label}] {len(tables)} layer pairs -> {d}")
+        print(to_markdown(summary))
+    return 0
+
