@@ -5,6 +5,7 @@ Pure NumPy/SciPy; importing it never imports torch.
 
 from __future__ import annotations
 
+from .estimators import PACTopCover, TopCover
 from .pac import SAMPLERS, pac_top_cover, sample_values
 from .preferences import (
     PreferenceKey,
@@ -26,6 +27,8 @@ from .top_cover import top_cover
 
 __all__ = [
     "SAMPLERS",
+    "PACTopCover",
+    "TopCover",
     "BlockingRate",
     "PreferenceKey",
     "blocking_rate",
