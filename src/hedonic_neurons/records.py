@@ -130,7 +130,10 @@ class Readout:
         )
 
 
-_ARRAY_FIELDS = ("h", "a", "a_base", "y", "w_down", "w_down_base", "w_read", "target_index", "labels")
+_ARRAY_FIELDS = (
+    "h", "a", "a_base", "y", "w_down", "w_down_base", "w_read", "target_index", "labels",
+    "delta_left", "delta_right",
+)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,12 @@ class LayerRecord:
         Head row per input when ``readout.weight`` is (C, d) (MNIST: the true label).
     labels : numpy.ndarray, shape (N,), optional
         The task target per input (regression value or relevance grade), if known.
+    delta_left, delta_right : numpy.ndarray, shapes (d, R) and (R, n), optional
+        Low-rank factors of the LoRA update of the down projection,
+        ``w_down - w_down_base = delta_left @ delta_right`` (``R`` = sum of the active
+        adapters' ranks, the LoRA scaling folded into ``delta_left``). Capture fills them
+        from the PEFT factors; the exact PAS uses them to get ``K1``, ``K2`` as rank-``R``
+        corrections of ``K3`` (DESIGN §3). ``None``: recovered from ``w_down - w_down_base``.
     meta : dict
         Provenance: model id, architecture, pooled position rule, dtype, version.
     """
@@ -181,6 +190,8 @@ class LayerRecord:
     target_index: np.ndarray | None = None
     labels: np.ndarray | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    delta_left: np.ndarray | None = None
+    delta_right: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         N, n = np.shape(self.a)
@@ -201,6 +212,15 @@ class LayerRecord:
             raise InputError(f"readout: head width {self.readout.d} does not match d={d} of y.")
         if self.w_read is not None and (np.ndim(self.w_read) != 3 or np.shape(self.w_read)[1:] != (n, np.shape(self.h)[1])):
             raise InputError(f"w_read: expected shape (g, {n}, {np.shape(self.h)[1]}), got {np.shape(self.w_read)}.")
+        if (self.delta_left is None) != (self.delta_right is None):
+            raise InputError("delta_left, delta_right: give both low-rank factors or neither.")
+        if self.delta_left is not None:
+            rank = np.shape(self.delta_left)[-1] if np.ndim(self.delta_left) == 2 else -1
+            if np.shape(self.delta_left) != (d, rank) or np.shape(self.delta_right) != (rank, n):
+                raise InputError(
+                    f"delta_left, delta_right: expected shapes ({d}, R) and (R, {n}), got "
+                    f"{np.shape(self.delta_left)} and {np.shape(self.delta_right)}."
+                )
         if np.ndim(self.readout.weight) == 2:
             if self.target_index is None or np.shape(self.target_index) != (N,):
                 raise InputError(
@@ -277,4 +297,5 @@ class LayerRecord:
             w_down=arrays["w_down"], w_down_base=arrays["w_down_base"], readout=readout,
             w_read=arrays.get("w_read"), target_index=arrays.get("target_index"), labels=arrays.get("labels"),
             meta=header.get("meta", {}),
+            delta_left=arrays.get("delta_left"), delta_right=arrays.get("delta_right"),
         )

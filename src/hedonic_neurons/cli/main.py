@@ -32,7 +32,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
 )
 
 _MODULE_FOR = {"partition": "partition", "stability": "partition", "capture": "capture",
-               "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "evaluate",
+               "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "corpus",
                "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist"}
 
 

@@ -1,0 +1,414 @@
+"""Activation capture at the pooled position: one :class:`LayerRecord` per layer (DESIGN §1).
+
+For each requested layer and input, at the pooled position (last non-pad token for
+decoders, CLS for encoders; left or right padding):
+
+* ``h``: the MLP input (forward pre-hook on the MLP module, i.e. after the pre-norm);
+* ``a``: ``act(W'_gate h) ⊙ (W'_up h)`` (gated) or ``act(W'_in h + b)`` — the tensor that
+  enters the down projection, computed from ``h`` with the LoRA-adapted weights (base
+  weight plus ``s·B(A h)``, as PEFT's forward does; no merged copy is made);
+* ``a_base``: the same with the base weights on the same ``h`` (no second model run);
+* ``y``: the block output (pre-norm decoders; for GPT-NeoX's parallel residual that is
+  ``x + attn + mlp``), or for post-norm encoders the sum entering the block's output
+  LayerNorm.
+
+Only the MLP input and the block output are hooked, and the forward pass stops after the
+last requested layer. Records are float32 by default whatever the model dtype.
+
+With ``out_dir`` the capture streams one safetensors shard per batch plus a JSON
+manifest; every file is written atomically and the manifest is updated after each
+shard, so an interrupted capture resumes where it stopped (same batches, same order)
+with no row lost or duplicated. :func:`load_records` reassembles and verifies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ArtifactError, InputError
+from .io import load_arrays, read_json, save_arrays, write_json
+from .models.arch import ArchSpec, architecture, unwrap
+from .models.load import model_inputs, pooled_positions
+from .models.lora import base_bias, base_weight, lora_factors, merged_weight, mlp_linears
+from .provenance import provenance
+from .records import LayerRecord, Readout
+
+__all__ = ["capture", "collect_pooled", "layer_readout", "load_records"]
+
+FORMAT = "hedonic-neurons/capture@1"
+MANIFEST = "manifest.json"
+
+
+class _Stop(Exception):
+    """Raised by a hook once the last requested layer is captured (early exit)."""
+
+
+def _first(x: Any) -> torch.Tensor:
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+def collect_pooled(
+    model: torch.nn.Module, batch: Mapping[str, Any], layers: Sequence[int], *, spec: ArchSpec | None = None
+) -> dict[int, dict[str, torch.Tensor]]:
+    """One forward pass, stopped after the last of ``layers``: pooled ``h`` and ``y`` per layer.
+
+    Returns
+    -------
+    dict
+        ``{layer: {"h": (B, d), "y": (B, d)}}`` in the model's dtype (detached).
+    """
+    spec = spec or architecture(model)
+    device = next(unwrap(model).parameters()).device
+    inputs = model_inputs(spec, batch, device)
+    pos = pooled_positions(inputs["attention_mask"], spec.pooling)
+    rows = torch.arange(pos.shape[0], device=device)
+    layers = sorted({int(x) for x in layers})
+    last = layers[-1]
+    out: dict[int, dict[str, torch.Tensor]] = {layer: {} for layer in layers}
+    handles = []
+
+    def h_hook(layer: int):
+        def fn(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            x = args[0] if args else next(iter(kwargs.values()))
+            out[layer]["h"] = x[rows, pos].detach()
+        return fn
+
+    def y_hook(layer: int, pre: bool):
+        def fn(module: Any, args: tuple[Any, ...], *rest: Any) -> None:
+            x = _first(args) if pre else _first(rest[-1])
+            out[layer]["y"] = x[rows, pos].detach()
+            if layer == last:
+                raise _Stop
+        return fn
+
+    was_training = model.training
+    if was_training:  # dropout (incl. LoRA dropout) off: the record is deterministic
+        model.eval()
+    try:
+        for layer in layers:
+            block = spec.block(model, layer)
+            handles.append(spec.sub(model, layer, spec.mlp_input).register_forward_pre_hook(
+                h_hook(layer), with_kwargs=True))
+            if spec.post_norm:
+                assert spec.block_norm is not None
+                handles.append(spec.sub(model, layer, spec.block_norm).register_forward_pre_hook(y_hook(layer, True)))
+            else:
+                handles.append(block.register_forward_hook(y_hook(layer, False)))
+        try:
+            with torch.no_grad():
+                spec.backbone_module(model)(**inputs)
+        except _Stop:
+            pass
+    finally:
+        for h in handles:
+            h.remove()
+        if was_training:
+            model.train(True)
+    missing = [layer for layer in layers if set(out[layer]) != {"h", "y"}]
+    if missing:
+        raise RuntimeError(f"capture: hooks did not fire for layers {missing}; unexpected module structure.")
+    return out
+
+
+def _layer_parts(spec: ArchSpec, model: Any, layer: int) -> dict[str, Any]:
+    """References to the MLP linears of ``layer`` (no weight copies are kept)."""
+    lin = mlp_linears(spec, model, layer)
+    names = ["up", "gate"] if spec.gated else ["in"]
+    return {"in": [lin[k] for k in names], "down": lin["down"], "act": spec.sub(model, layer, spec.act)}
+
+
+def _pre_activations(module: torch.nn.Module, h: torch.Tensor, *, lora: bool) -> torch.Tensor:
+    """``W h + b`` (base) or ``W h + b + Σ s·B(A h)`` (LoRA-adapted), in ``h``'s dtype.
+
+    The LoRA term is applied through its factors, exactly as PEFT's forward does, so no
+    merged ``(n, d)`` copy is ever made.
+    """
+    w = base_weight(module).detach()
+    b = base_bias(module)
+    out = torch.nn.functional.linear(h, w.to(h.dtype), None if b is None else b.detach().to(h.dtype))
+    if lora:
+        for f in lora_factors(module):
+            out = out + f.scaling * ((h @ f.A.detach().to(h.dtype).T) @ f.B.detach().to(h.dtype).T)
+    return out
+
+
+def _activations(parts: dict[str, Any], h: torch.Tensor, gated: bool, *, lora: bool) -> torch.Tensor:
+    pre = [_pre_activations(m, h, lora=lora) for m in parts["in"]]
+    return parts["act"](pre[1]) * pre[0] if gated else parts["act"](pre[0])
+
+
+def _fixed_arrays(parts: dict[str, Any], dtype: type) -> dict[str, np.ndarray]:
+    """``w_down``, ``w_down_base`` (d, n), ``w_read`` (g, n, d) and the down update's factors."""
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    down = parts["down"]
+    w_down_base = base_weight(down).detach().to(tdtype)
+    factors = lora_factors(down)
+    out: dict[str, np.ndarray] = {"w_down_base": w_down_base.cpu().numpy().astype(dtype)}
+    if factors:
+        left = torch.cat([f.scaling * f.B.detach().to(tdtype) for f in factors], dim=1)
+        right = torch.cat([f.A.detach().to(tdtype) for f in factors], dim=0)
+        out["w_down"] = (w_down_base + left @ right).cpu().numpy().astype(dtype)
+        out["delta_left"] = left.cpu().numpy().astype(dtype)
+        out["delta_right"] = right.cpu().numpy().astype(dtype)
+    else:
+        out["w_down"] = out["w_down_base"].copy()
+    out["w_read"] = torch.stack([merged_weight(m, tdtype) for m in parts["in"]]).cpu().numpy().astype(dtype)
+    return out
+
+
+def layer_readout(model: torch.nn.Module, layer: int, *, spec: ArchSpec | None = None) -> Readout:
+    """The layer-local readout of DESIGN §2 as a :class:`Readout`.
+
+    Decoders: the model's final RMSNorm/LayerNorm then the head; post-norm encoders: the
+    block's own output LayerNorm then the head.
+    """
+    spec = spec or architecture(model)
+    norm = spec.readout_norm_module(model, layer)
+    head = spec.head_module(model)
+    f64 = lambda t: None if t is None else t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+    eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
+    if eps is None:
+        raise RuntimeError(f"capture: cannot find the epsilon of {type(norm).__name__}.")
+    bias = 0.0 if head.bias is None else float(head.bias.detach().double()[0])
+    return Readout(
+        norm=spec.norm, weight=f64(head.weight)[0], bias=bias, gamma=f64(norm.weight),
+        beta=f64(getattr(norm, "bias", None)) if spec.norm == "layer" else None, eps=float(eps),
+    )
+
+
+def _fingerprint(batch: Mapping[str, Any]) -> str:
+    ids = torch.as_tensor(batch["input_ids"]).detach().cpu().to(torch.int64).numpy()
+    mask = torch.as_tensor(batch.get("attention_mask", torch.ones(ids.shape))).cpu().to(torch.int64).numpy()
+    return hashlib.sha256(ids.tobytes() + mask.tobytes() + str(ids.shape).encode()).hexdigest()[:16]
+
+
+def _check_layers(layers: Iterable[int], spec: ArchSpec) -> list[int]:
+    out = sorted({int(x) for x in layers})
+    if not out or out[0] < 0 or out[-1] >= spec.n_layers:
+        raise InputError(f"layers: expected indices in [0, {spec.n_layers}), got {list(layers)}.")
+    return out
+
+
+def _batch_labels(batch: Mapping[str, Any], labels: np.ndarray | None, start: int, rows: int) -> np.ndarray | None:
+    if labels is not None:
+        if start + rows > labels.shape[0]:
+            raise InputError(f"labels: expected at least {start + rows} values (one per input row), got {labels.shape[0]}.")
+        return labels[start : start + rows]
+    if batch.get("labels") is not None:
+        return torch.as_tensor(batch["labels"]).detach().cpu().double().numpy().reshape(rows)
+    return None
+
+
+def capture(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    layers: Sequence[int],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    labels: Sequence[float] | np.ndarray | None = None,
+    progress: bool = True,
+    dtype: type = np.float32,
+) -> dict[int, LayerRecord]:
+    """Capture :class:`LayerRecord` s of ``layers`` over ``batches`` (DESIGN §1).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`~hedonic_neurons.models.load_scalar_model` (LoRA unmerged).
+    batches : iterable of mapping
+        Tokenizer outputs (``input_ids``, ``attention_mask``, optionally
+        ``token_type_ids`` and ``labels``). To resume, pass the same batches in the same order.
+    layers : sequence of int
+        Blocks to capture (0-based).
+    out_dir : path, optional
+        Stream shards and a manifest here and resume an interrupted capture.
+    labels : array_like, shape (N,), optional
+        Task target per input row, in batch order (else a batch's ``labels`` key is used).
+    progress : bool
+        Show a tqdm progress bar.
+    dtype : numpy float dtype
+        Storage dtype of the record arrays (float32 default; float64 for exact tests).
+
+    Returns
+    -------
+    dict of int to LayerRecord
+        Record arrays ``h`` (N, d), ``a``/``a_base`` (N, n), ``y`` (N, d), ``w_down``/
+        ``w_down_base`` (d, n), ``w_read`` (g, n, d), ``delta_left``/``delta_right``.
+    """
+    from tqdm.auto import tqdm
+
+    spec = architecture(model)
+    layers = _check_layers(layers, spec)
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    lab = None if labels is None else np.asarray(labels, dtype=np.float64).reshape(-1)
+    parts_of = {layer: _layer_parts(spec, model, layer) for layer in layers}
+    readouts = {layer: layer_readout(model, layer, spec=spec) for layer in layers}
+    cfg = unwrap(model).config
+    meta = provenance(
+        model=str(getattr(cfg, "_name_or_path", "") or type(unwrap(model)).__name__), family=spec.family,
+        pooling=spec.pooling, readout="local", model_dtype=str(next(unwrap(model).parameters()).dtype),
+        record_dtype=np.dtype(dtype).name,
+    )
+
+    def rows_of(batch: Mapping[str, Any]) -> dict[int, dict[str, np.ndarray]]:
+        pooled = collect_pooled(model, batch, layers, spec=spec)
+        res = {}
+        with torch.no_grad():
+            for layer in layers:
+                h = pooled[layer]["h"].to(tdtype)
+                res[layer] = {
+                    "h": h,
+                    "a": _activations(parts_of[layer], h, spec.gated, lora=True),
+                    "a_base": _activations(parts_of[layer], h, spec.gated, lora=False),
+                    "y": pooled[layer]["y"].to(tdtype),
+                }
+        return {layer: {k: v.cpu().numpy().astype(dtype) for k, v in d.items()} for layer, d in res.items()}
+
+    total = len(batches) if hasattr(batches, "__len__") else None  # type: ignore[arg-type]
+    bar = tqdm(batches, total=total, desc=f"capture layers {layers}", disable=not progress, unit="batch")
+
+    if out_dir is None:
+        parts: dict[int, dict[str, list[np.ndarray]]] = {layer: {k: [] for k in ("h", "a", "a_base", "y")} for layer in layers}
+        lab_parts: list[np.ndarray | None] = []
+        start = 0
+        for batch in bar:
+            got = rows_of(batch)
+            rows = got[layers[0]]["h"].shape[0]
+            lab_parts.append(_batch_labels(batch, lab, start, rows))
+            start += rows
+            for layer in layers:
+                for k, v in got[layer].items():
+                    parts[layer][k].append(v)
+        if start == 0:
+            raise InputError("batches: expected at least one batch, got none.")
+        labels_all = None if any(x is None for x in lab_parts) else np.concatenate(lab_parts)  # type: ignore[arg-type]
+        out = {}
+        for layer in layers:
+            fx = _fixed_arrays(parts_of[layer], dtype)
+            out[layer] = LayerRecord(
+                layer=layer, **{k: np.concatenate(v) for k, v in parts[layer].items()},
+                w_down=fx["w_down"], w_down_base=fx["w_down_base"], w_read=fx["w_read"],
+                delta_left=fx.get("delta_left"), delta_right=fx.get("delta_right"),
+                readout=readouts[layer], labels=labels_all, meta={**meta, "layer": layer},
+            )
+        return out
+
+    root = Path(out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    mpath = root / MANIFEST
+    if mpath.is_file():
+        manifest = read_json(mpath)
+        if manifest.get("format") != FORMAT:
+            raise ArtifactError(f"{mpath}: not a capture manifest (format {manifest.get('format')!r}).")
+        if manifest["layers"] != layers or manifest["record_dtype"] != np.dtype(dtype).name:
+            raise ArtifactError(
+                f"{mpath}: an existing capture of layers {manifest['layers']} ({manifest['record_dtype']}) "
+                f"cannot be resumed with layers {layers} ({np.dtype(dtype).name}); use a new out_dir."
+            )
+    else:
+        manifest = {"format": FORMAT, "layers": layers, "record_dtype": np.dtype(dtype).name,
+                    "family": spec.family, "complete": False, "shards": [], "meta": meta}
+        for layer in layers:
+            r_arrays, r_info = readouts[layer].to_arrays()
+            save_arrays(root / f"fixed_L{layer}.safetensors", {**_fixed_arrays(parts_of[layer], dtype), **r_arrays},
+                        metadata={"readout": json.dumps(r_info, default=str)})
+        write_json(mpath, manifest)
+    done = manifest["shards"]
+    start = 0
+    for i, batch in enumerate(bar):
+        fp = _fingerprint(batch)
+        rows = int(torch.as_tensor(batch["input_ids"]).shape[0])
+        if i < len(done):
+            entry = done[i]
+            if entry["fingerprint"] != fp or entry["rows"] != rows:
+                raise ArtifactError(
+                    f"{mpath}: batch {i} differs from the one captured before (rows {entry['rows']} vs {rows}); "
+                    "resume needs the same batches in the same order."
+                )
+            start += rows
+            continue
+        got = rows_of(batch)
+        arrays = {f"L{layer}.{k}": v for layer in layers for k, v in got[layer].items()}
+        bl = _batch_labels(batch, lab, start, rows)
+        if bl is not None:
+            arrays["labels"] = bl.astype(np.float64)
+        name = f"shard_{i:06d}.safetensors"
+        save_arrays(root / name, arrays)
+        done.append({"file": name, "batch": i, "rows": rows, "start": start, "fingerprint": fp})
+        start += rows
+        manifest["n_rows"] = start
+        write_json(mpath, manifest)
+    if start == 0:
+        raise InputError("batches: expected at least one batch, got none.")
+    if len(done) > (i + 1):
+        raise ArtifactError(f"{mpath}: holds {len(done)} shards but only {i + 1} batches were given.")
+    manifest["complete"] = True
+    manifest["n_rows"] = start
+    write_json(mpath, manifest)
+    return load_records(root)
+
+
+def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None = None) -> dict[int, LayerRecord]:
+    """Reassemble the records of a streamed capture, verifying shapes and row counts.
+
+    Parameters
+    ----------
+    out_dir : path
+        A directory written by :func:`capture` with ``out_dir``.
+    layers : sequence of int, optional
+        Subset of the captured layers to load.
+
+    Raises
+    ------
+    ArtifactError
+        On a missing or inconsistent manifest or shard.
+    """
+    root = Path(out_dir)
+    manifest = read_json(root / MANIFEST)
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{root / MANIFEST}: not a capture manifest.")
+    want = manifest["layers"] if layers is None else sorted(int(x) for x in layers)
+    absent = sorted(set(want) - set(manifest["layers"]))
+    if absent:
+        raise InputError(f"layers: {absent} were not captured in {root} (captured: {manifest['layers']}).")
+    shards = manifest["shards"]
+    if not shards:
+        raise ArtifactError(f"{root}: the capture holds no shard yet.")
+    parts: dict[int, dict[str, list[np.ndarray]]] = {layer: {k: [] for k in ("h", "a", "a_base", "y")} for layer in want}
+    lab_parts = []
+    expected_start = 0
+    for i, entry in enumerate(shards):
+        if entry["batch"] != i or entry["start"] != expected_start:
+            raise ArtifactError(f"{root}: shard list is not contiguous at entry {i} ({entry}).")
+        arrays, _ = load_arrays(root / entry["file"])
+        for layer in want:
+            for k in parts[layer]:
+                key = f"L{layer}.{k}"
+                if key not in arrays or arrays[key].shape[0] != entry["rows"]:
+                    got = arrays[key].shape if key in arrays else None
+                    raise ArtifactError(f"{root / entry['file']}: tensor {key} should have {entry['rows']} rows, got {got}.")
+                parts[layer][k].append(arrays[key])
+        lab_parts.append(arrays.get("labels"))
+        expected_start += entry["rows"]
+    if manifest.get("n_rows", expected_start) != expected_start:
+        raise ArtifactError(f"{root}: manifest says {manifest['n_rows']} rows, shards hold {expected_start}.")
+    labels = None if any(x is None for x in lab_parts) else np.concatenate(lab_parts)
+    out = {}
+    for layer in want:
+        fixed, md = load_arrays(root / f"fixed_L{layer}.safetensors")
+        readout = Readout.from_arrays(fixed, json.loads(md["readout"]))
+        out[layer] = LayerRecord(
+            layer=layer, **{k: np.concatenate(v) for k, v in parts[layer].items()},
+            w_down=fixed["w_down"], w_down_base=fixed["w_down_base"], w_read=fixed.get("w_read"),
+            delta_left=fixed.get("delta_left"), delta_right=fixed.get("delta_right"), readout=readout,
+            labels=labels, meta={**manifest.get("meta", {}), "layer": layer, "complete": manifest["complete"]},
+        )
+    return out
