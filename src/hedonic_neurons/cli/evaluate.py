@@ -1,21 +1,39 @@
-"""``hedonic evaluate``: intrinsic coalition synergy Pair(C) / Ratio(C) of partitions (App. G, DESIGN §8).
+"""``hedonic evaluate``: coalition metrics of partitions (paper §4, App. G; DESIGN §8).
 
-Exact on the layer-local readout of captured records (no model needed, torch only through
-``valuations.pas``). Inputs follow the conventions of ``hedonic track``
-(:mod:`hedonic_neurons.cli.track`). The extrinsic metrics that need the model and the OOD
-data (OOD drop, alignment, predictivity) run in the study pipeline (``hedonic run``) through
-:func:`hedonic_neurons.metrics.ood.ood_drop` and friends.
+Intrinsic (always available, no model): the synergy Pair(C) / Ratio(C), exact on the
+layer-local readout of captured records, through :func:`hedonic_neurons.metrics.synergy.coalition_synergy`.
+
+Extrinsic (optional, with ``--model``): for every partition
+
+- OOD drop ``ΔM(C) = M(ℓ) − M(ℓ_{−C})`` of its largest coalitions, ablated through the whole
+  model (:func:`hedonic_neurons.metrics.ood.ood_drop`; NDCG@10 via ``ir_measures`` for
+  relevance, −MSE for CQTR and Mean-TF/L);
+- feature alignment ``R²(C) = max_j corr²(a_C, f_j)`` against the LETOR features of the OOD
+  pairs (:func:`hedonic_neurons.metrics.alignment.feature_alignment`);
+- predictivity: ridge on coalition mean activations, fit in distribution, R² on the OOD pairs
+  (:func:`hedonic_neurons.metrics.predictivity.predictivity`; needs ``--train-pairs``).
+
+The conventions are those of the study pipeline (:mod:`hedonic_neurons.pipeline.stages`):
+long results ``[model, task, method, seed, layer, metric, value]`` with metrics ``pair``,
+``ratio``, ``ood_drop``, ``align_r2``, ``predictivity_r2``, rendered as the paper's Tables 1,
+2 and 6 by :mod:`hedonic_neurons.metrics.tables`. Inputs follow ``hedonic track``
+(:mod:`hedonic_neurons.cli.track`).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .track import _safe_label, discover_partitions, load_layer_records
 
 __all__ = ["register", "run_evaluate"]
+
+METRICS: tuple[str, ...] = ("synergy", "ood", "alignment", "predictivity")
+LONG_COLUMNS: list[str] = ["model", "task", "method", "seed", "layer", "metric", "value"]
 
 _EPILOG = """\
 inputs (same conventions as 'hedonic track'):
@@ -25,16 +43,47 @@ inputs (same conventions as 'hedonic track'):
                      the rest: layer7.pac_top_cover.json -> layer 7, label 'pac_top_cover';
                      partitions/layer7/kmeans.seed0.json -> layer 7, label 'kmeans.seed0'
 
-example:
+example (intrinsic synergy only, no model):
   hedonic evaluate --records runs/llama/records/train --partitions runs/llama/partitions \\
       --min-size 2 --max-members 512 --out runs/llama/synergy
 
+example (with the extrinsic metrics of DESIGN §8):
+  hedonic evaluate --partitions runs/llama/partitions --out runs/llama/eval \\
+      --model ./llama-3.1-8b --adapter ./lora-cqtr --task cqtr \\
+      --ood-pairs data/ood.jsonl --ood-qrels data/qrels.ood.txt \\
+      --train-pairs data/capture.jsonl --train-records runs/llama/records/train \\
+      --batch-size 8 --max-length 256
+
+extrinsic mode (--model given):
+  --ood-pairs FILE   JSONL or TSV pairs (query, passage, qid, docid, relevance; see
+                     hedonic_neurons.ir.load_pairs_jsonl / load_pairs_tsv). Targets are computed
+                     from the texts for --task (CQTR, Mean-TF/L) or are the relevance grades.
+  --records DIR      here: records captured on the --ood-pairs, same rows in the same order
+                     (checked by count). Without --records they are captured on the fly with
+                     hedonic_neurons.capture.capture into OUT/records/ood (resumable).
+                     Synergy, alignment and the OOD side of predictivity use these records.
+  --ood-qrels FILE   TREC qrels for NDCG@10 (relevance); default: the pairs' own grades.
+  --train-pairs FILE in-distribution pairs: the ridge of predictivity is fit on them, and their
+                     passages join the OOD passages in the collection statistics (IDF, BM25,
+                     LMIR) of the alignment features. Without it predictivity is skipped.
+  --train-records DIR records captured on --train-pairs in the same order (default: captured on
+                     the fly into OUT/records/train).
+  OOD drop ablates the --ood-max-coalitions largest coalitions of size >= --min-size of each
+  partition (one forward pass per coalition and batch).
+
 outputs:
-  LABEL/synergy.L7.csv    one row per coalition: size, pair, ratio, ratio_defined, psi_sum, ...
-  synergy_summary.csv/.md per (label, layer): coalitions evaluated, mean Pair and Ratio ± 95% t-CI
-                          over coalitions, coalitions with an undefined Ratio (denominator ~0)
-  synergy_long.csv        [method, layer, metric, value] (metric 'pair' / 'ratio': means over
-                          coalitions) for the table builders (Table 6)
+  LABEL/synergy.L7.csv      one row per coalition: size, pair, ratio, ratio_defined, psi_sum, ...
+  LABEL/ood.L7.csv          one row per ablated coalition: size, metric, metric_full,
+                            metric_ablated, drop
+  LABEL/alignment.L7.csv    one row per coalition: size, r2, best_feature, corr
+  LABEL/sizes.png           coalition size distribution per layer (log-log, |C| >= s counts)
+  synergy_summary.csv/.md   per (label, layer): mean Pair and Ratio ± 95% t-CI over coalitions
+  synergy_long.csv          [model, task, method, seed, layer, metric, value], metrics pair/ratio
+  extrinsic_summary.csv     per (label, layer): ood_drop, ood_coalitions, align_r2,
+                            predictivity_r2 (means over coalitions of size >= --min-size)
+  results_long.csv          every metric in the long format of the study pipeline
+  tables.md, table1_extrinsic.csv, table2_predictivity.csv, table6_synergy.csv
+                            the paper's Table 1 / 2 / 6 layouts (hedonic_neurons.metrics.tables)
 """
 
 
@@ -42,26 +91,275 @@ def register(subparsers: Any) -> None:
     """Add the ``evaluate`` sub-command."""
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate partitions: Pair/Ratio synergy of coalitions (exact, local readout)",
-        description="Intrinsic synergy of coalitions, Pair(C) and Ratio(C) (paper eq. 6-8), exact on "
-                    "the layer-local readout of captured records (DESIGN §8).",
+        help="evaluate partitions: Pair/Ratio synergy; with --model also OOD drop, alignment, predictivity",
+        description="Coalition metrics of DESIGN §8: intrinsic synergy Pair(C) and Ratio(C) (paper eq. 6-8), "
+                    "exact on the layer-local readout of captured records; with --model also the OOD drop "
+                    "(coalition ablated through the whole model), LETOR feature alignment R²(C) and ridge "
+                    "predictivity (paper §4, Tables 1, 2, 6).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )
-    p.add_argument("--records", required=True, metavar="DIR", help="layer records (see inputs below)")
+    p.add_argument("--records", default=None, metavar="DIR",
+                   help="layer records (required without --model; see inputs below)")
     p.add_argument("--partitions", required=True, nargs="+", metavar="PATH",
                    help="partition JSON files or directories (see inputs below)")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--method", default=None, help="keep only partitions with this label")
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to evaluate (default: all)")
+    p.add_argument("--metrics", nargs="+", choices=METRICS, default=None, metavar="METRIC",
+                   help="any of synergy, ood, alignment, predictivity (default: synergy; with --model all four)")
     p.add_argument("--min-size", type=int, default=2, help="skip smaller coalitions (default 2)")
     p.add_argument("--max-members", type=int, default=None,
-                   help="estimate larger coalitions on a random subset of this many members")
+                   help="estimate larger coalitions' synergy on a random subset of this many members")
     p.add_argument("--seed", type=int, default=0, help="seed of the member subsets (default 0)")
     p.add_argument("--confidence", type=float, default=0.95, help="CI level (default 0.95)")
     p.add_argument("--backend", choices=("auto", "numba", "torch"), default="auto",
                    help="inner loop of the exact PAS (default auto: numba on CPU)")
+    g = p.add_argument_group("extrinsic metrics (need --model)")
+    g.add_argument("--model", default=None, metavar="PATH", help="local base model directory")
+    g.add_argument("--adapter", default=None, metavar="PATH", help="PEFT adapter directory (LoRA)")
+    g.add_argument("--tokenizer", default=None, metavar="PATH", help="tokenizer directory (default: --model)")
+    g.add_argument("--task", choices=("cqtr", "mean_tf_l", "relevance"), default=None,
+                   help="task of the model: selects the targets and the metric M")
+    g.add_argument("--ood-pairs", default=None, metavar="FILE", help="OOD pairs, JSONL or TSV")
+    g.add_argument("--ood-qrels", default=None, metavar="FILE", help="TREC qrels of the OOD pairs (relevance)")
+    g.add_argument("--train-pairs", default=None, metavar="FILE",
+                   help="in-distribution pairs, JSONL or TSV (predictivity, collection statistics)")
+    g.add_argument("--train-records", default=None, metavar="DIR",
+                   help="records captured on --train-pairs (default: captured on the fly)")
+    g.add_argument("--ood-max-coalitions", type=int, default=20, metavar="N",
+                   help="ablate only the largest N coalitions of size >= --min-size (default 20; 0: all)")
+    g.add_argument("--ridge-alpha", default="1.0", metavar="ALPHA",
+                   help="ridge penalty of predictivity, a float or 'cv' (default 1.0)")
+    g.add_argument("--batch-size", type=int, default=16, metavar="B", help="pairs per forward pass (default 16)")
+    g.add_argument("--max-length", type=int, default=256, metavar="T", help="truncation length in tokens (default 256)")
+    g.add_argument("--device", default=None, help="torch device, e.g. cuda:0 (default: CPU)")
     p.set_defaults(func=run_evaluate)
+
+
+@dataclass
+class _Extrinsic:
+    """What the extrinsic metrics share across partitions (loaded once)."""
+
+    model: Any
+    batches: list[dict[str, Any]]
+    pairs: Any  # pandas.DataFrame, the OOD pairs (N rows)
+    targets: Any  # numpy (N,), the OOD targets of the task
+    qrels: Any  # pandas.DataFrame or None
+    features: Any  # pandas.DataFrame (N, F), LETOR features of the OOD pairs
+    train_records: dict[int, Any] | None
+    train_targets: Any  # numpy (N_train,) or None
+
+
+def _metrics_of(args: argparse.Namespace) -> list[str]:
+    """Check the option combination and return the metrics to compute (subset of :data:`METRICS`)."""
+    from ..errors import InputError
+
+    extrinsic_opts = {"--adapter": args.adapter, "--task": args.task, "--ood-pairs": args.ood_pairs,
+                      "--ood-qrels": args.ood_qrels, "--train-pairs": args.train_pairs,
+                      "--train-records": args.train_records}
+    if args.model is None:
+        given = [k for k, v in extrinsic_opts.items() if v is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: extrinsic options need --model (the model to ablate).")
+        if args.records is None:
+            raise InputError("--records: required without --model (the synergy is computed on records).")
+        metrics = list(args.metrics) if args.metrics else ["synergy"]
+        needs = [m for m in metrics if m != "synergy"]
+        if needs:
+            raise InputError(f"--metrics: {needs} need --model, --task and --ood-pairs.")
+        return metrics
+    missing = [k for k in ("--task", "--ood-pairs") if extrinsic_opts[k] is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: required with --model (extrinsic evaluation).")
+    if args.train_records is not None and args.train_pairs is None:
+        raise InputError("--train-records: needs --train-pairs (the in-distribution targets).")
+    if args.ood_max_coalitions < 0:
+        raise InputError(f"--ood-max-coalitions: expected >= 0, got {args.ood_max_coalitions}.")
+    return list(args.metrics) if args.metrics else list(METRICS)
+
+
+def _ridge_alpha(text: str) -> float | str:
+    """``--ridge-alpha``: a non-negative float, or ``"cv"`` (leave-one-out ``RidgeCV``)."""
+    from ..errors import InputError
+
+    if text == "cv":
+        return "cv"
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:
+        raise InputError(f"--ridge-alpha: expected a non-negative float or 'cv', got {text!r}.")
+    return value
+
+
+def _load_pairs(path: str, option: str) -> Any:
+    """Pairs DataFrame (``qid, docid, query, passage, relevance``) from JSONL (.jsonl/.json) or TSV."""
+    from ..errors import InputError
+    from ..ir import load_pairs_jsonl, load_pairs_tsv
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{option}: file not found: {p}.")
+    pairs = load_pairs_jsonl(p) if p.suffix.lower() in (".jsonl", ".json") else load_pairs_tsv(p)
+    if len(pairs) < 2:
+        raise InputError(f"{option}: expected at least 2 pairs, got {len(pairs)} in {p}.")
+    return pairs.reset_index(drop=True)
+
+
+def _records_for(
+    model: Any, batches: list[dict[str, Any]], layers: Sequence[int], given: str | None, captured_dir: Path,
+    n_rows: int, option: str, pairs_option: str, labels: Any,
+) -> dict[int, Any]:
+    """Records of ``layers`` over the pairs behind ``batches``: loaded from ``given`` or captured."""
+    from ..capture import capture
+    from ..errors import InputError
+
+    if given is not None:
+        recs = load_layer_records(given, layers)
+    else:
+        print(f"capturing layers {list(layers)} over {n_rows} pairs of {pairs_option} into {captured_dir}")
+        recs = capture(model, batches, list(layers), captured_dir, labels=labels, progress=True)
+    for layer, rec in recs.items():
+        if rec.n_inputs != n_rows:
+            raise InputError(f"{option}: layer {layer} holds {rec.n_inputs} inputs but {pairs_option} has "
+                             f"{n_rows} pairs; the records must be captured on those pairs, in order.")
+    return recs
+
+
+def _load_extrinsic(args: argparse.Namespace, layers: list[int], metrics: list[str],
+                    out: Path) -> tuple[_Extrinsic, dict[int, Any]]:
+    """Model, OOD batches, targets, features and records (OOD and, if possible, in-distribution)."""
+    import numpy as np
+    import pandas as pd
+    from transformers import AutoTokenizer
+
+    from ..ir import CorpusStats, compute_targets, letor_features, load_qrels
+    from ..models import encode_pairs, load_scalar_model
+
+    model = load_scalar_model(args.model, args.adapter, device=args.device)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model, local_files_only=True)
+    pairs = _load_pairs(args.ood_pairs, "--ood-pairs")
+    targets = compute_targets(pairs, args.task).to_numpy(dtype=np.float64)
+    batches = encode_pairs(tok, pairs["query"].astype(str).tolist(), pairs["passage"].astype(str).tolist(),
+                           max_length=args.max_length, batch_size=args.batch_size)
+    qrels = None
+    if args.ood_qrels is not None:
+        if args.task != "relevance":
+            print(f"note: --ood-qrels is ignored for task {args.task!r} (−MSE against the targets).")
+        else:
+            qrels = load_qrels(args.ood_qrels)
+    train_pairs = _load_pairs(args.train_pairs, "--train-pairs") if args.train_pairs is not None else None
+    features = None
+    if "alignment" in metrics:
+        # the pipeline's convention: collection statistics over the train and OOD passages
+        texts = pairs["passage"] if train_pairs is None else pd.concat([train_pairs["passage"], pairs["passage"]])
+        stats = CorpusStats.from_passages(texts.astype(str).drop_duplicates().tolist())
+        features = letor_features(pairs, stats).reset_index(drop=True)
+    records: dict[int, Any] = {}
+    if {"synergy", "alignment", "predictivity"} & set(metrics):  # OOD drop alone needs no records
+        records = _records_for(model, batches, layers, args.records, out / "records" / "ood", len(pairs),
+                               "--records", "--ood-pairs", targets)
+    train_records = train_targets = None
+    if "predictivity" in metrics:
+        if train_pairs is None:
+            print("predictivity: skipped (needs --train-pairs, the in-distribution pairs the ridge is fit on).")
+        else:
+            train_targets = compute_targets(train_pairs, args.task).to_numpy(dtype=np.float64)
+            tb = encode_pairs(tok, train_pairs["query"].astype(str).tolist(),
+                              train_pairs["passage"].astype(str).tolist(), max_length=args.max_length,
+                              batch_size=args.batch_size)
+            train_records = _records_for(model, tb, layers, args.train_records, out / "records" / "train",
+                                         len(train_pairs), "--train-records", "--train-pairs", train_targets)
+    return _Extrinsic(model, batches, pairs, targets, qrels, features, train_records, train_targets), records
+
+
+def _finite_mean(values: Any) -> float:
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _model_label(args: argparse.Namespace, meta: dict[str, Any]) -> str:
+    """Short model name for the tables (last path component, as the pipeline's ``model_name``)."""
+    src = args.model if args.model is not None else meta.get("model") or ""
+    return str(src).rstrip("/").split("/")[-1]
+
+
+def _seed_of(meta: dict[str, Any]) -> Any:
+    """The partition's seed: ``meta["seed"]`` (pipeline) or ``meta["params"]["seed"]`` (library), else ""."""
+    if meta.get("seed") is not None:
+        return meta["seed"]
+    params = meta.get("params")
+    if isinstance(params, dict) and params.get("seed") is not None:
+        return params["seed"]
+    return ""
+
+
+def _evaluate_extrinsic(ext: _Extrinsic, args: argparse.Namespace, metrics: list[str], part: Any, layer: int,
+                        record: Any, out_dir: Path) -> dict[str, Any]:
+    """OOD drop, alignment and predictivity of one partition; per-coalition CSVs into ``out_dir``.
+
+    Returns the per-partition summary: ``ood_drop`` (mean ΔM over the ablated coalitions),
+    ``ood_coalitions``, ``align_r2`` (mean R² over coalitions of size >= ``--min-size``, or
+    over all when none is that large, as the pipeline does) and ``predictivity_r2``.
+    """
+    import numpy as np
+
+    from ..io import atomic_write
+    from ..metrics.alignment import coalition_activations, feature_alignment
+    from ..metrics.ood import ood_drop
+    from ..metrics.predictivity import predictivity
+
+    row: dict[str, Any] = {}
+    sizes = np.asarray(part.sizes)
+    if "ood" in metrics:
+        order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] >= args.min_size]
+        chosen = order[: args.ood_max_coalitions] if args.ood_max_coalitions > 0 else order
+        if chosen:
+            df = ood_drop(ext.model, ext.batches, layer, part, task=args.task,
+                          qids=ext.pairs["qid"].astype(str).tolist(), docids=ext.pairs["docid"].astype(str).tolist(),
+                          qrels=ext.qrels, targets=ext.targets, coalitions=chosen, progress=True)
+            with atomic_write(out_dir / f"ood.L{layer}.csv") as fh:
+                df.to_csv(fh, index=False)
+            row["ood_drop"] = _finite_mean(df["drop"])
+        else:
+            row["ood_drop"] = float("nan")
+        row["ood_coalitions"] = len(chosen)
+    acts_ood = coalition_activations(np.asarray(record.a, dtype=np.float64), part) \
+        if ("alignment" in metrics or "predictivity" in metrics) else None
+    if "alignment" in metrics:
+        al = feature_alignment(acts_ood, ext.features)
+        al.insert(1, "size", sizes[al["coalition"].to_numpy()])
+        al.insert(0, "layer", layer)
+        with atomic_write(out_dir / f"alignment.L{layer}.csv") as fh:
+            al.to_csv(fh, index=False)
+        big = al[al["size"] >= args.min_size]
+        row["align_r2"] = _finite_mean((big if len(big) else al)["r2"])
+    if "predictivity" in metrics and ext.train_records is not None:
+        acts_in = coalition_activations(np.asarray(ext.train_records[layer].a, dtype=np.float64), part)
+        row["predictivity_r2"] = predictivity(acts_in, ext.train_targets, acts_ood, ext.targets,
+                                              alpha=_ridge_alpha(args.ridge_alpha))
+    return row
+
+
+def _size_figure(parts: dict[int, Any], label: str, path: Path) -> None:
+    """Coalition size distribution of one method, one curve per layer (log-log)."""
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+    from ..pipeline.report import plot_size_distribution
+
+    fig = plot_size_distribution({f"layer {layer}": parts[layer] for layer in sorted(parts)},
+                                 f"{label}: coalition sizes")
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -75,49 +373,113 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from ..metrics.synergy import coalition_synergy
     from ..metrics.tables import to_markdown
 
+    metrics = _metrics_of(args)
+    if "predictivity" in metrics:
+        _ridge_alpha(args.ridge_alpha)  # fail before any heavy work
     groups = discover_partitions(args.partitions, args.method)
     layers = sorted({layer for g in groups.values() for layer in g})
     if args.layers is not None:
         layers = sorted(set(layers) & set(args.layers))
         if not layers:
             raise InputError(f"--layers: none of {args.layers} has a partition.")
-    records = load_layer_records(args.records, layers)
     out = Path(args.out)
+    ext: _Extrinsic | None = None
+    if args.model is not None:
+        ext, records = _load_extrinsic(args, layers, metrics, out)
+    else:
+        records = load_layer_records(args.records, layers)
     summary: list[dict[str, Any]] = []
+    ext_rows: list[dict[str, Any]] = []
     long_rows: list[dict[str, Any]] = []
+    syn_long: list[dict[str, Any]] = []
     for label, parts in sorted(groups.items()):
         for layer in sorted(k for k in parts if k in layers):
-            df = coalition_synergy(records[layer], parts[layer], min_size=args.min_size,
-                                   max_members=args.max_members, seed=args.seed, backend=args.backend,
-                                   progress=True)
-            with atomic_write(out / _safe_label(label) / f"synergy.L{layer}.csv") as fh:
-                df.to_csv(fh, index=False)
-            pm, pci = mean_ci(df["pair"].to_numpy(dtype=np.float64), args.confidence)
-            rm, rci = mean_ci(df["ratio"].to_numpy(dtype=np.float64), args.confidence)
-            n_nan = int((~df["ratio_defined"]).sum()) if len(df) else 0
-            summary.append({"method": label, "layer": layer, "coalitions": len(df),
-                            "pair": pm, "pair_ci": pci, "ratio": rm, "ratio_ci": rci,
-                            "ratio_undefined": n_nan})
-            meta = parts[layer].meta
-            for metric, value in (("pair", pm), ("ratio", rm)):
-                long_rows.append({"model": meta.get("model", ""), "task": meta.get("task", ""),
-                                  "method": label, "seed": meta.get("seed", ""), "layer": layer,
-                                  "metric": metric, "value": value})
-            print(f"[{label}] layer {layer}: {len(df)} coalitions, Pair {pm:.4g} ± {pci:.2g}, "
-                  f"Ratio {rm:.4g} ± {rci:.2g} ({n_nan} undefined)")
-    sdf = pd.DataFrame(summary)
-    with atomic_write(out / "synergy_summary.csv") as fh:
-        sdf.to_csv(fh, index=False)
-    shown = sdf.copy()
-    shown["Pair"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["pair"], sdf["pair_ci"])]
-    shown["Ratio"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["ratio"], sdf["ratio_ci"])]
-    shown = shown[["method", "layer", "coalitions", "Pair", "Ratio", "ratio_undefined"]]
-    with atomic_write(out / "synergy_summary.md") as fh:
-        fh.write("# Coalition synergy (local readout, exact)\n\n"
-                 f"Mean over coalitions of size >= {args.min_size}, ± {args.confidence:.0%} t-CI.\n\n")
-        fh.write(to_markdown(shown) + "\n")
-    with atomic_write(out / "synergy_long.csv") as fh:
-        pd.DataFrame(long_rows, columns=["model", "task", "method", "seed", "layer", "metric", "value"]).to_csv(
-            fh, index=False)
-    print(to_markdown(shown))
+            part = parts[layer]
+            meta = part.meta
+            base = {"model": _model_label(args, meta), "task": args.task or meta.get("task", ""),
+                    "method": label, "seed": _seed_of(meta), "layer": layer}
+            if "synergy" in metrics:
+                df = coalition_synergy(records[layer], part, min_size=args.min_size,
+                                       max_members=args.max_members, seed=args.seed, backend=args.backend,
+                                       progress=True)
+                with atomic_write(out / _safe_label(label) / f"synergy.L{layer}.csv") as fh:
+                    df.to_csv(fh, index=False)
+                pm, pci = mean_ci(df["pair"].to_numpy(dtype=np.float64), args.confidence)
+                rm, rci = mean_ci(df["ratio"].to_numpy(dtype=np.float64), args.confidence)
+                n_nan = int((~df["ratio_defined"]).sum()) if len(df) else 0
+                summary.append({"method": label, "layer": layer, "coalitions": len(df),
+                                "pair": pm, "pair_ci": pci, "ratio": rm, "ratio_ci": rci,
+                                "ratio_undefined": n_nan})
+                for metric, value in (("pair", pm), ("ratio", rm)):
+                    syn_long.append({**base, "metric": metric, "value": value})
+                print(f"[{label}] layer {layer}: {len(df)} coalitions, Pair {pm:.4g} ± {pci:.2g}, "
+                      f"Ratio {rm:.4g} ± {rci:.2g} ({n_nan} undefined)")
+            if ext is not None:
+                row = _evaluate_extrinsic(ext, args, metrics, part, layer, records.get(layer),
+                                          out / _safe_label(label))
+                ext_rows.append({"method": label, "layer": layer, **row})
+                for metric in ("ood_drop", "align_r2", "predictivity_r2"):
+                    if metric in row:
+                        long_rows.append({**base, "metric": metric, "value": float(row[metric])})
+                print(f"[{label}] layer {layer}: " + ", ".join(
+                    f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
+        _size_figure({layer: parts[layer] for layer in parts if layer in layers}, label,
+                     out / _safe_label(label) / "sizes.png")
+    long_df = pd.DataFrame(syn_long + long_rows, columns=LONG_COLUMNS)
+    if "synergy" in metrics:
+        sdf = pd.DataFrame(summary)
+        with atomic_write(out / "synergy_summary.csv") as fh:
+            sdf.to_csv(fh, index=False)
+        shown = sdf.copy()
+        shown["Pair"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["pair"], sdf["pair_ci"])]
+        shown["Ratio"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["ratio"], sdf["ratio_ci"])]
+        shown = shown[["method", "layer", "coalitions", "Pair", "Ratio", "ratio_undefined"]]
+        with atomic_write(out / "synergy_summary.md") as fh:
+            fh.write("# Coalition synergy (local readout, exact)\n\n"
+                     f"Mean over coalitions of size >= {args.min_size}, ± {args.confidence:.0%} t-CI.\n\n")
+            fh.write(to_markdown(shown) + "\n")
+        with atomic_write(out / "synergy_long.csv") as fh:
+            pd.DataFrame(syn_long, columns=LONG_COLUMNS).to_csv(fh, index=False)
+        print(to_markdown(shown))
+    if ext is not None:
+        with atomic_write(out / "extrinsic_summary.csv") as fh:
+            pd.DataFrame(ext_rows).to_csv(fh, index=False)
+        with atomic_write(out / "results_long.csv") as fh:
+            long_df.to_csv(fh, index=False)
+        _write_tables(long_df, out, args.confidence)
     return 0
+
+
+def _write_tables(long_df: Any, out: Path, confidence: float) -> None:
+    """Tables 1, 2 and 6 (paper layouts, :mod:`hedonic_neurons.metrics.tables`) as Markdown and CSV.
+
+    ``long_df`` holds the long results ``[model, task, method, seed, layer, metric, value]``;
+    a table is written only when one of its metrics is present.
+    """
+    from ..io import atomic_write
+    from ..metrics.tables import (
+        table_extrinsic,
+        table_predictivity,
+        table_synergy,
+        to_csv,
+        to_markdown,
+    )
+
+    present = set(long_df["metric"])
+    blocks = [("Table 1: OOD drop and feature alignment", "table1_extrinsic", table_extrinsic,
+               {"ood_drop", "align_r2"}),
+              ("Table 2: coalition predictivity (OOD R²)", "table2_predictivity", table_predictivity,
+               {"predictivity_r2"}),
+              ("Table 6: coalition synergy", "table6_synergy", table_synergy, {"pair", "ratio"})]
+    text = ["# Coalition evaluation", "",
+            f"Cells: per-seed mean over layers (and coalitions), ± {confidence:.0%} t-CI over seeds when "
+            "there are several seeds (DESIGN §8).", ""]
+    for title, stem, fn, needed in blocks:
+        if not needed & present:
+            continue
+        table = fn(long_df, confidence=confidence)
+        to_csv(table, out / f"{stem}.csv")
+        text += [f"## {title}", "", to_markdown(table), ""]
+        print(f"\n{title}\n{to_markdown(table)}")
+    with atomic_write(out / "tables.md") as fh:
+        fh.write("\n".join(text))
