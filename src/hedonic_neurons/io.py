@@ -23,6 +23,7 @@ from .errors import ArtifactError, InputError
 __all__ = [
     "atomic_path",
     "atomic_write",
+    "json_default",
     "load_array",
     "read_json",
     "save_arrays",
@@ -67,20 +68,22 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w", encoding: str | 
             os.fsync(fh.fileno())
 
 
+def json_default(o: Any) -> Any:
+    """``json.dump`` fallback for numpy scalars and arrays and paths."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
 def write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
     """Write ``obj`` as JSON atomically; numpy scalars and arrays are converted."""
 
-    def default(o: Any) -> Any:
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-        if isinstance(o, Path):
-            return str(o)
-        raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
     with atomic_write(path) as fh:
-        json.dump(obj, fh, indent=indent, default=default, sort_keys=False)
+        json.dump(obj, fh, indent=indent, default=json_default, sort_keys=False)
         fh.write("\n")
     return Path(path)
 
@@ -116,7 +119,7 @@ def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], di
     try:
         with safe_open(str(p), framework="np") as fh:
             meta = dict(fh.metadata() or {})
-            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
+            arrays = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:
         raise ArtifactError(f"{p}: not a readable safetensors file ({exc}).") from exc
     return arrays, meta

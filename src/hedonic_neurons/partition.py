@@ -19,7 +19,7 @@ import numpy as np
 
 from ._validation import check_labels
 from .errors import ArtifactError, InputError
-from .io import atomic_write
+from .io import atomic_write, json_default
 from .provenance import provenance
 
 __all__ = ["Partition", "PartitionSummary"]
@@ -229,7 +229,7 @@ class Partition:
 
     def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
         """Serialise to JSON; with ``path``, also write it atomically."""
-        text = json.dumps(self.to_dict(), default=_json_default)
+        text = json.dumps(self.to_dict(), default=json_default)
         if path is not None:
             with atomic_write(path) as fh:
                 fh.write(text + "\n")
@@ -272,15 +272,6 @@ def _canonical_labels(labels: np.ndarray) -> np.ndarray:
     remap[order] = np.arange(k)
     return remap[labels]
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _default_meta(method: str, **params: Any) -> dict[str, Any]:

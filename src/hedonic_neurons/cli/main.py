@@ -48,7 +48,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hedonic-neurons {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     registered: set[str] = set()
-    for name, purpose in COMMANDS:
+    for name, _purpose in COMMANDS:
         if only is not None and name != only:
             continue
         module = _MODULE_FOR[name]

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArtifactError, InputError
-from ..io import atomic_path, atomic_write, read_json
+from ..io import atomic_path, atomic_write, json_default, read_json
 from ..partition import Partition
 from ..provenance import provenance
 from ..records import LayerRecord
@@ -362,7 +362,7 @@ class TransitionTable:
         suffix = p.suffix.lower()
         if suffix == ".json":
             with atomic_write(p) as fh:
-                json.dump(self.to_dict(include_mass=include_mass), fh, default=_json_default)
+                json.dump(self.to_dict(include_mass=include_mass), fh, default=json_default)
                 fh.write("\n")
         elif suffix == ".csv":
             with atomic_write(p) as fh:
@@ -404,15 +404,6 @@ class TransitionTable:
         pct = ", ".join(f"{e} {p:.1f}%" for e, p in self.percentages().items())
         return f"TransitionTable({self.src_layer}->{self.dst_layer}, K={self.n_src}, K'={self.n_dst}: {pct})"
 
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _build_table(
