@@ -20,6 +20,7 @@ from .corpus import (
     load_offline_corpus,
 )
 from .features import FEATURE_NAMES, FEATURES, BM25Index, CorpusStats, LetorParams, letor_features
+from .irds import pairs_from_ir_datasets
 from .loaders import (
     PAIR_COLUMNS,
     load_collection,
@@ -34,6 +35,7 @@ from .loaders import (
 from .targets import TASKS, compute_targets, cqtr, mean_tf_l
 
 __all__ = [
+    "pairs_from_ir_datasets",
     "DEFAULT_ANALYZER",
     "FEATURES",
     "FEATURE_NAMES",

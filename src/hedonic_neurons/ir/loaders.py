@@ -21,9 +21,9 @@ The pairs table
 ---------------
 A pandas DataFrame with columns ``qid, docid, query, passage, relevance`` (ids str, texts
 str, relevance int: the qrels grade, 0 when the pair is not judged). :func:`pairs_from_run`
-builds it from a collection, queries, a run and qrels. Reading TREC DL through the
-``ir_datasets`` package is not offered: it downloads on first access, and this package
-never touches the network; export its files once and use these readers.
+builds it from a collection, queries, a run and qrels. Reading through the ``ir_datasets``
+package is in :mod:`hedonic_neurons.ir.irds` and needs an explicit ``allow_network=True``
+(``ir_datasets`` downloads what it does not find locally and cannot be told not to).
 """
 
 from __future__ import annotations
