@@ -28,7 +28,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -173,15 +173,28 @@ def layer_readout(model: torch.nn.Module, layer: int, *, spec: ArchSpec | None =
     spec = spec or architecture(model)
     norm = spec.readout_norm_module(model, layer)
     head = spec.head_module(model)
-    f64 = lambda t: None if t is None else t.detach().to("cpu", torch.float64).numpy()  # noqa: E731
+
+    def f64(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu", torch.float64).numpy()
+
+    def f64_or_none(t: torch.Tensor | None) -> np.ndarray | None:
+        return None if t is None else f64(t)
+
     eps = getattr(norm, "variance_epsilon", getattr(norm, "eps", None))
     if eps is None:
         raise RuntimeError(f"capture: cannot find the epsilon of {type(norm).__name__}.")
     bias = 0.0 if head.bias is None else float(head.bias.detach().double()[0])
     return Readout(
-        norm=spec.norm, weight=f64(head.weight)[0], bias=bias, gamma=f64(norm.weight),
-        beta=f64(getattr(norm, "bias", None)) if spec.norm == "layer" else None, eps=float(eps),
+        norm=spec.norm, weight=f64(head.weight)[0], bias=bias,
+        gamma=f64_or_none(cast("torch.Tensor | None", norm.weight)),
+        beta=f64_or_none(getattr(norm, "bias", None)) if spec.norm == "layer" else None, eps=float(eps),
     )
+
+
+def _concat_labels(parts: Sequence[np.ndarray | None]) -> np.ndarray | None:
+    """Per-batch labels concatenated, or ``None`` when any batch has none."""
+    present = [x for x in parts if x is not None]
+    return np.concatenate(present) if len(present) == len(parts) else None
 
 
 def _fingerprint(batch: Mapping[str, Any]) -> str:
@@ -289,7 +302,7 @@ def capture(
                     parts[layer][k].append(v)
         if start == 0:
             raise InputError("batches: expected at least one batch, got none.")
-        labels_all = None if any(x is None for x in lab_parts) else np.concatenate(lab_parts)  # type: ignore[arg-type]
+        labels_all = _concat_labels(lab_parts)
         out = {}
         for layer in layers:
             fx = _fixed_arrays(parts_of[layer], dtype)
@@ -383,7 +396,7 @@ def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None =
     if not shards:
         raise ArtifactError(f"{root}: the capture holds no shard yet.")
     parts: dict[int, dict[str, list[np.ndarray]]] = {layer: {k: [] for k in ("h", "a", "a_base", "y")} for layer in want}
-    lab_parts = []
+    lab_parts: list[np.ndarray | None] = []
     expected_start = 0
     for i, entry in enumerate(shards):
         if entry["batch"] != i or entry["start"] != expected_start:
@@ -400,7 +413,7 @@ def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None =
         expected_start += entry["rows"]
     if manifest.get("n_rows", expected_start) != expected_start:
         raise ArtifactError(f"{root}: manifest says {manifest['n_rows']} rows, shards hold {expected_start}.")
-    labels = None if any(x is None for x in lab_parts) else np.concatenate(lab_parts)
+    labels = _concat_labels(lab_parts)
     out = {}
     for layer in want:
         fixed, md = load_arrays(root / f"fixed_L{layer}.safetensors")

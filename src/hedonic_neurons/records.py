@@ -214,12 +214,13 @@ class LayerRecord:
             raise InputError(f"w_read: expected shape (g, {n}, {np.shape(self.h)[1]}), got {np.shape(self.w_read)}.")
         if (self.delta_left is None) != (self.delta_right is None):
             raise InputError("delta_left, delta_right: give both low-rank factors or neither.")
-        if self.delta_left is not None:
-            rank = np.shape(self.delta_left)[-1] if np.ndim(self.delta_left) == 2 else -1
-            if np.shape(self.delta_left) != (d, rank) or np.shape(self.delta_right) != (rank, n):
+        left, right = self.delta_left, self.delta_right
+        if left is not None and right is not None:  # both or neither, checked above
+            rank = np.shape(left)[-1] if np.ndim(left) == 2 else -1
+            if np.shape(left) != (d, rank) or np.shape(right) != (rank, n):
                 raise InputError(
                     f"delta_left, delta_right: expected shapes ({d}, R) and (R, {n}), got "
-                    f"{np.shape(self.delta_left)} and {np.shape(self.delta_right)}."
+                    f"{np.shape(left)} and {np.shape(right)}."
                 )
         if np.ndim(self.readout.weight) == 2:
             if self.target_index is None or np.shape(self.target_index) != (N,):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -34,6 +34,9 @@ from torch import nn
 from ..errors import ArtifactError, InputError, UnsupportedModelError
 from ..io import atomic_path
 from .arch import SUPPORTED_FAMILIES, ArchSpec, architecture, spec_for_model_type, unwrap
+
+if TYPE_CHECKING:
+    from transformers import BertModel, PretrainedConfig
 
 __all__ = [
     "load_scalar_model",
@@ -46,7 +49,7 @@ __all__ = [
 HEAD_FILE = "head.safetensors"
 
 
-def _bert_class() -> type:
+def _bert_class() -> type[Any]:
     from transformers import BertModel, BertPreTrainedModel
     from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -78,7 +81,7 @@ def _bert_class() -> type:
     return _BertForScalarScore
 
 
-_BERT_CLS: type | None = None
+_BERT_CLS: type[Any] | None = None
 
 
 def __getattr__(name: str) -> Any:
@@ -90,8 +93,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-def _bert_cls() -> type:
-    return __getattr__("BertForScalarScore")
+def _bert_cls() -> type[Any]:
+    # type[Any]: the class is built at runtime (lazy transformers import), and its
+    # from_pretrained(..., output_loading_info=True) returns a tuple the stub does not model.
+    return cast("type[Any]", __getattr__("BertForScalarScore"))
 
 
 def pooled_positions(attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -144,7 +149,8 @@ def _lora_config(lora: Any, spec: ArchSpec, layers: Sequence[int]) -> Any:
         raise InputError(f"lora: expected r >= 1, got {r}.")
     return LoraConfig(
         r=r,
-        lora_alpha=float(lora.get("alpha", lora.get("lora_alpha", 2 * r))),
+        # peft annotates lora_alpha as int but uses it as a float (scaling = alpha / r)
+        lora_alpha=float(lora.get("alpha", lora.get("lora_alpha", 2 * r))),  # type: ignore[arg-type]
         lora_dropout=float(lora.get("dropout", lora.get("lora_dropout", 0.0))),
         use_rslora=bool(lora.get("use_rslora", False)),
         init_lora_weights=lora.get("init_lora_weights", True),
@@ -203,7 +209,7 @@ def _from_module(model: nn.Module, seed: int) -> nn.Module:
             return model
         if cls == "BertModel":
             wrapper = _bert_cls()(config)
-            model.pooler = None
+            cast("BertModel", model).pooler = None  # class checked by name above
             wrapper.bert = model
             _init_head(wrapper.score, seed)
             return wrapper.to(next(model.parameters()).dtype)
@@ -292,8 +298,10 @@ def load_scalar_model(
             model = _from_path(str(base), dtype=dtype, trust_remote_code=trust_remote_code,
                                local_files_only=local_files_only, seed=seed)
         spec = architecture(model)
-        if _is_decoder(spec) and getattr(model.config, "pad_token_id", None) is None:
-            model.config.pad_token_id = 0 if model.config.eos_token_id is None else model.config.eos_token_id
+        if _is_decoder(spec):
+            config = cast("PretrainedConfig", model.config)
+            if getattr(config, "pad_token_id", None) is None:
+                config.pad_token_id = 0 if config.eos_token_id is None else config.eos_token_id
         if adapter is not None:
             adir = Path(adapter)
             if not (adir / "adapter_config.json").is_file():

@@ -8,7 +8,7 @@ PEFT's tensor layouts (``peft.tuners.lora.Linear``): ``lora_A[name].weight`` is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -68,28 +68,39 @@ def lora_factors(module: nn.Module) -> list[LoraFactor]:
         )
     if getattr(module, "fan_in_fan_out", False):
         raise UnsupportedModelError("model: LoRA with fan_in_fan_out (Conv1D layers) is not supported.")
+    # nn.Module.__getattr__ types PEFT LoraLayer's attributes as ``Tensor | Module``;
+    # give them the types PEFT actually stores.
+    lora_A = cast(nn.ModuleDict, module.lora_A)
+    lora_B = cast(nn.ModuleDict, module.lora_B)
+    scaling = cast("dict[str, float]", module.scaling)
+    variants: dict[str, Any] = getattr(module, "lora_variant", {})
     out = []
-    for name in module.active_adapters:
-        if name not in module.lora_A:
+    for name in cast("list[str]", module.active_adapters):
+        if name not in lora_A:
             continue
-        if name in getattr(module, "lora_variant", {}):
+        if name in variants:
             raise UnsupportedModelError(
-                f"model: adapter {name!r} is a LoRA variant ({type(module.lora_variant[name]).__name__}, e.g. DoRA); "
+                f"model: adapter {name!r} is a LoRA variant ({type(variants[name]).__name__}, e.g. DoRA); "
                 "only plain LoRA (ΔW = s·B·A) can be reverted neuron by neuron."
             )
-        out.append(LoraFactor(name, module.lora_A[name].weight, module.lora_B[name].weight,
-                              float(module.scaling[name])))
+        out.append(LoraFactor(name, cast(nn.Linear, lora_A[name]).weight,
+                              cast(nn.Linear, lora_B[name]).weight, float(scaling[name])))
     return out
+
+
+def _base_linear(module: nn.Module) -> nn.Linear:
+    """The wrapped base linear of a LoRA layer, or ``module`` itself."""
+    return cast(nn.Linear, module.base_layer if _is_lora(module) else module)
 
 
 def base_weight(module: nn.Module) -> torch.Tensor:
     """The base (pre-LoRA) weight, ``(out, in)``."""
-    return (module.base_layer if _is_lora(module) else module).weight
+    return _base_linear(module).weight
 
 
 def base_bias(module: nn.Module) -> torch.Tensor | None:
     """The bias (LoRA does not change it), ``(out,)`` or ``None``."""
-    return (module.base_layer if _is_lora(module) else module).bias
+    return _base_linear(module).bias
 
 
 def merged_weight(module: nn.Module, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -27,7 +27,7 @@ try:  # numba is an optional dependency (extra "fast")
 
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
-    numba = None
+    numba = None  # type: ignore[assignment]  # optional import; only used when HAVE_NUMBA
     HAVE_NUMBA = False
 
 

@@ -85,7 +85,10 @@ def _exact_matrix(pp: Prep, backend: str, tile: int, progress: bool) -> np.ndarr
                 assert numpy_in is not None
                 Kn = [np.ascontiguousarray(k.detach().cpu().numpy()) for k in K]
                 buf = np.empty((rI.stop - rI.start, rJ.stop - rJ.start), dtype=np.float64)
-                kernels.pair_sum_tile(*numpy_in, *Kn, rI.start, rJ.start, 1.0 / pp.d, pp.eps, buf)
+                At, Bt, UPt, Pt, Ct, Dt = numpy_in
+                K1, K2, K2t, K3 = Kn
+                kernels.pair_sum_tile(At, Bt, UPt, Pt, Ct, Dt, K1, K2, K2t, K3,
+                                      rI.start, rJ.start, 1.0 / pp.d, pp.eps, buf)
                 T = torch.from_numpy(buf).to(pp.At.dtype)
             else:
                 T = _pair_sum_torch(pp, rI, rJ, K).cpu()
