@@ -108,3 +108,13 @@ def test_encode_pairs_styles_and_long_queries() -> None:
     assert "query : q, passage : p" in text
     with pytest.raises(InputError, match="same length"):
         encode_pairs(tok, ["q"], [], max_length=16)
+
+
+def test_device_map_cpu_matches_plain_load_and_is_exclusive_with_device() -> None:
+    pytest.importorskip("accelerate")
+    plain = load_scalar_model(minilm_dir(), lora={"r": 4}, layers=[2], seed=3)
+    mapped = load_scalar_model(minilm_dir(), lora={"r": 4}, layers=[2], seed=3, device_map={"": "cpu"})
+    b = minilm_tokenizer()(["a query"], ["a passage"], return_tensors="pt")
+    assert_close(score(mapped, b).detach(), score(plain, b).detach(), rtol=0, atol=0)
+    with pytest.raises(InputError, match="device_map"):
+        load_scalar_model(minilm_dir(), device="cpu", device_map="auto")

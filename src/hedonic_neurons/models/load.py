@@ -169,7 +169,8 @@ def _init_head(head: nn.Linear, seed: int) -> None:
             head.bias.zero_()
 
 
-def _from_path(path: str, *, dtype: Any, trust_remote_code: bool, local_files_only: bool, seed: int) -> nn.Module:
+def _from_path(path: str, *, dtype: Any, trust_remote_code: bool, local_files_only: bool, seed: int,
+               device_map: str | Mapping[str, Any] | None = None) -> nn.Module:
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     if local_files_only and not Path(path).is_dir():
@@ -182,6 +183,8 @@ def _from_path(path: str, *, dtype: Any, trust_remote_code: bool, local_files_on
                                   output_loading_info=True)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map  # accelerate places (and, if needed, offloads) the layers
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         if spec.family == "bert":
@@ -236,6 +239,7 @@ def load_scalar_model(
     trust_remote_code: bool = False,
     local_files_only: bool = True,
     seed: int = 0,
+    device_map: str | Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """Load or wrap a scalar-output model with unmerged LoRA on its MLPs.
 
@@ -266,6 +270,10 @@ def load_scalar_model(
     seed : int
         Seeds the fresh head (when the checkpoint has none) and the fresh LoRA init,
         without touching the global RNG.
+    device_map : str or dict, optional
+        Passed to ``from_pretrained`` (needs ``accelerate``): ``"auto"`` spreads a model that
+        does not fit one device over the available GPUs (and CPU). Exclusive with ``device``;
+        only for models loaded from a path.
 
     Returns
     -------
@@ -284,6 +292,11 @@ def load_scalar_model(
     if adapter is not None and lora is not None:
         raise InputError("adapter, lora: give at most one (load an adapter, or attach a fresh LoRA).")
     dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+    if device_map is not None and (device is not None or isinstance(base, nn.Module)):
+        raise InputError(
+            "device_map: give either device= or device_map=, and device_map only with a model path "
+            f"(got device={device!r}, base of type {type(base).__name__})."
+        )
     if isinstance(base, PeftModel):
         if adapter is not None or lora is not None:
             raise InputError("base: already a PeftModel; do not pass adapter= or lora= as well.")
@@ -296,7 +309,7 @@ def load_scalar_model(
                 model = model.to(dtype)
         else:
             model = _from_path(str(base), dtype=dtype, trust_remote_code=trust_remote_code,
-                               local_files_only=local_files_only, seed=seed)
+                               local_files_only=local_files_only, seed=seed, device_map=device_map)
         spec = architecture(model)
         if _is_decoder(spec):
             config = cast("PretrainedConfig", model.config)
