@@ -1,0 +1,69 @@
+"""Public-API guard: the names users import stay importable, the CLI lists every command,
+and every command's --help carries an example."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from hedonic_neurons.cli.main import COMMANDS, build_parser, main
+
+PUBLIC = {
+    "hedonic_neurons": ["Partition", "SynergyMatrix", "LayerRecord", "Readout", "HedonicError", "InputError",
+                        "__version__"],
+    "hedonic_neurons.game": ["top_cover", "pac_top_cover", "blocking_rate", "is_core_stable", "internally_stable",
+                             "top_partners", "choice_set", "utility", "preference_key", "coalition_value",
+                             "TopCover", "PACTopCover"],
+    "hedonic_neurons.baselines": ["random_partition", "spherical_kmeans", "hierarchical", "matched_baselines"],
+    "hedonic_neurons.models": ["load_scalar_model", "architecture", "score", "encode_pairs"],
+    "hedonic_neurons.capture": ["capture", "load_records"],
+    "hedonic_neurons.ablation": ["ablate"],
+    "hedonic_neurons.valuations": ["oca", "pas", "marginals", "pas_brute_force", "null_valuation",
+                                   "first_order_product"],
+    "hedonic_neurons.tracking": ["interaction_mass", "track", "threshold_sweep", "sankey_figure",
+                                 "save_sankey_html", "save_sankey_png", "TransitionTable"],
+    "hedonic_neurons.metrics.synergy": ["coalition_synergy", "coalition_synergy_final", "pair_ratio"],
+    "hedonic_neurons.metrics.ood": ["ood_drop", "ndcg_at_10"],
+    "hedonic_neurons.metrics.stats": ["mean_ci", "paired_ttest"],
+    "hedonic_neurons.metrics.tables": ["table_extrinsic", "table_predictivity", "table_transitions",
+                                       "table_synergy", "to_markdown", "to_csv", "to_latex"],
+    "hedonic_neurons.metrics.alignment": ["coalition_activations", "feature_alignment"],
+    "hedonic_neurons.metrics.predictivity": ["predictivity"],
+    "hedonic_neurons.ir": ["cqtr", "mean_tf_l", "letor_features", "CorpusStats", "build_offline_corpus",
+                           "load_qrels", "load_run", "pairs_from_run", "pairs_from_ir_datasets"],
+    "hedonic_neurons.finetune": ["finetune"],
+    "hedonic_neurons.pipeline": ["load_config", "run_study", "StudyConfig"],
+    "hedonic_neurons.mnist": ["run_mnist_study", "load_mnist", "digit_purity", "stroke_alignment"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_names_importable(module: str) -> None:
+    mod = importlib.import_module(module)
+    missing = [name for name in PUBLIC[module] if not hasattr(mod, name)]
+    assert not missing, f"{module} lost public names {missing}"
+
+
+def test_top_level_and_game_do_not_import_torch() -> None:
+    code = ("import sys, hedonic_neurons, hedonic_neurons.game, hedonic_neurons.baselines, "
+            "hedonic_neurons.tracking, hedonic_neurons.ir; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for name, purpose in COMMANDS:
+        assert name in out and purpose in out
+
+
+@pytest.mark.parametrize("command", [name for name, _ in COMMANDS])
+def test_each_command_help_has_an_example(command: str) -> None:
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    text = sub.choices[command].format_help()
+    assert "example" in text.lower() and f"hedonic {command}" in text, text[-400:]
