@@ -150,36 +150,26 @@ def sankey_figure(
         for layer, s in sizes.items() if top is not None and s.shape[0] > top
     }
 
-    def node(layer: int, c: int) -> int:
-        s = sizes[layer]
-        if layer in kept:
-            if c not in kept[layer]:
-                key = (layer, -2)
-                if key not in node_id:
-                    node_id[key] = len(labels)
-                    labels.append(f"L{layer}: other ({s.shape[0] - len(kept[layer])} coalitions)")
-                    custom.append([layer, -2])
-                    node_layer.append(layer)
-                    node_colour.append(_NODE_COLOUR)
-                return node_id[key]
+    def register(layer: int, c: int, label: str, colour: str) -> int:
+        """Node id of ``(layer, c)``; created on first use (c = -1: vanished sink, -2: other)."""
         key = (layer, c)
         if key not in node_id:
             node_id[key] = len(labels)
-            labels.append(f"L{layer}:C{c} (n={int(s[c])})")
+            labels.append(label)
             custom.append([layer, c])
             node_layer.append(layer)
-            node_colour.append(_NODE_COLOUR)
+            node_colour.append(colour)
         return node_id[key]
 
+    def node(layer: int, c: int) -> int:
+        s = sizes[layer]
+        if layer in kept and c not in kept[layer]:
+            return register(layer, -2, f"L{layer}: other ({s.shape[0] - len(kept[layer])} coalitions)",
+                            _NODE_COLOUR)
+        return register(layer, c, f"L{layer}:C{c} (n={int(s[c])})", _NODE_COLOUR)
+
     def sink(layer: int) -> int:
-        key = (layer, -1)
-        if key not in node_id:
-            node_id[key] = len(labels)
-            labels.append(f"L{layer}: vanished")
-            custom.append([layer, -1])
-            node_layer.append(layer)
-            node_colour.append(_SINK_COLOUR)
-        return node_id[key]
+        return register(layer, -1, f"L{layer}: vanished", _SINK_COLOUR)
 
     flows: dict[tuple[int, int, str], float] = {}
     for t in items:
