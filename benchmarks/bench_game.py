@@ -1,4 +1,4 @@
-"""Speed and memory of the game core (DESIGN §5, §9). Prints figures; not a test.
+"""Speed and memory of the game core (docs/method.md §5, §9). Prints figures; not a test.
 
 Usage::
 

@@ -1,4 +1,4 @@
-"""Benchmark cross-layer tracking (DESIGN §7, §9): interaction mass, matching, classification.
+"""Benchmark cross-layer tracking (docs/method.md §7, §9): interaction mass, matching, classification.
 
 Prints wall times for one layer pair at a given scale (default: LLaMA-3.1-8B widths,
 n = 14336, d = 4096, float32 weights, K = K' = 2000 coalitions) and the speed-up of the

@@ -1,4 +1,4 @@
-"""Speed and memory of the valuations (DESIGN §9). Prints figures; not a test.
+"""Speed and memory of the valuations (docs/method.md §9). Prints figures; not a test.
 
 1. A layer with LLaMA-3.1-8B's shapes (d = 4096, n = 14336, LoRA r = 8 on up/gate/down),
    random weights, a LayerRecord synthesised directly with N = 256 inputs: wall time of
@@ -72,7 +72,7 @@ def bench_layer(n: int, d: int, N: int, r: int) -> None:
 def bench_tiny(n: int, brute_pairs: int | None) -> None:
     from tests.tiny_models import one_thread, random_batches, tiny_model
 
-    from hedonic_neurons.capture import capture
+    from hedonic_neurons.models.capture import capture
     from hedonic_neurons.valuations import pas, pas_brute_force, pas_pairs
 
     with one_thread():  # tiny forwards are latency-bound; one thread is fastest

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from hedonic_neurons.ablation import ablate
-from hedonic_neurons.capture import capture
 from hedonic_neurons.errors import InputError
-from hedonic_neurons.readout import local_readout
+from hedonic_neurons.models.ablation import ablate
+from hedonic_neurons.models.capture import capture
+from hedonic_neurons.models.readout import local_readout
 from tests.helpers import assert_close
 from tests.tiny_models import FAMILIES, one_thread, random_batches, tiny_model
 
@@ -54,7 +54,7 @@ def test_masks_rows_of_lora_b_and_columns_of_lora_a() -> None:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_ablated_readout_matches_record_reference(family: str) -> None:
-    """A real ablated forward pass equals y - Σ δ_k from the record (DESIGN R1)."""
+    """A real ablated forward pass equals y - Σ δ_k from the record ((R1) of docs/method.md)."""
     model = tiny_model(family, dtype=torch.float64, intermediate=16, n_layers=3)
     batches = random_batches(model, 1, 5, 6, seed=1)
     rec = capture(model, batches, [1], progress=False, dtype=np.float64)[1]

@@ -1,4 +1,4 @@
-"""Matched baselines (DESIGN §6): planted directions, size histograms, seeds, errors."""
+"""Matched baselines (docs/method.md §6): planted directions, size histograms, seeds, errors."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from hedonic_neurons.capture import capture, load_records
 from hedonic_neurons.errors import ArtifactError
 from hedonic_neurons.models import architecture, pooled_positions, score
+from hedonic_neurons.models.capture import capture, load_records
 from tests.helpers import assert_close
 from tests.tiny_models import FAMILIES, one_thread, random_batches, tiny_model
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from hedonic_neurons.capture import load_records
 from hedonic_neurons.cli.capture import parse_layers, read_pairs
 from hedonic_neurons.cli.main import main
 from hedonic_neurons.errors import InputError
+from hedonic_neurons.models.capture import load_records
 from hedonic_neurons.synergy import SynergyMatrix
 from hedonic_neurons.valuations import oca, pas
 from tests.helpers import assert_close

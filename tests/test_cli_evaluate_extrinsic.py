@@ -1,4 +1,4 @@
-"""``hedonic evaluate`` with the extrinsic metrics (OOD drop, alignment, predictivity; DESIGN §8).
+"""``hedonic evaluate`` with the extrinsic metrics (OOD drop, alignment, predictivity; docs/method.md §8).
 
 A tiny BERT with a real PEFT LoRA adapter is saved to disk (base directory + adapter), the
 offline docstring corpus gives in-distribution and OOD pairs, and the partitions come from
@@ -32,9 +32,9 @@ def setup(tmp_path_factory):
     """Model on disk, pairs files, in-distribution records and partitions (hedonic_pas, random)."""
     from hedonic_neurons import game, valuations
     from hedonic_neurons.baselines import random_partition
-    from hedonic_neurons.capture import capture
     from hedonic_neurons.ir import build_offline_corpus, compute_targets, write_pairs_jsonl
     from hedonic_neurons.models import encode_pairs, load_scalar_model
+    from hedonic_neurons.models.capture import capture
 
     tmp = tmp_path_factory.mktemp("extrinsic")
     corpus = build_offline_corpus(tmp / "corpus", max_queries=4)
@@ -54,7 +54,7 @@ def setup(tmp_path_factory):
                           batch_size=BATCH)
         capture(model, tb, list(LAYERS), tmp / "train_records", labels=compute_targets(train, "cqtr"),
                 progress=False)
-        from hedonic_neurons.capture import load_records
+        from hedonic_neurons.models.capture import load_records
 
         recs = load_records(tmp / "train_records")
     for layer in LAYERS:
@@ -78,12 +78,12 @@ def _scores(model, batches) -> np.ndarray:
 
 @pytest.mark.slow
 def test_extrinsic_cqtr_end_to_end(setup, capsys) -> None:
-    from hedonic_neurons.ablation import ablate
-    from hedonic_neurons.capture import load_records
     from hedonic_neurons.ir import CorpusStats, compute_targets, letor_features
     from hedonic_neurons.metrics.alignment import coalition_activations
     from hedonic_neurons.metrics.predictivity import predictivity
     from hedonic_neurons.models import encode_pairs
+    from hedonic_neurons.models.ablation import ablate
+    from hedonic_neurons.models.capture import load_records
 
     tmp, ood, train = setup["tmp"], setup["ood"], setup["train"]
     out = tmp / "eval_cqtr"
@@ -176,10 +176,10 @@ def test_extrinsic_relevance_with_given_records(setup, capsys) -> None:
     import ir_measures
     from ir_measures import Qrel, ScoredDoc, nDCG
 
-    from hedonic_neurons.ablation import ablate
-    from hedonic_neurons.capture import capture
     from hedonic_neurons.ir import load_qrels
     from hedonic_neurons.models import encode_pairs
+    from hedonic_neurons.models.ablation import ablate
+    from hedonic_neurons.models.capture import capture
 
     tmp, ood = setup["tmp"], setup["ood"]
     model, tok = setup["model"], setup["tok"]

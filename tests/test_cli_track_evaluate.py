@@ -141,7 +141,7 @@ def test_help_documents_convention(capsys) -> None:
 def test_commands_on_a_capture_directory(tmp_path) -> None:
     """The records input may be a streamed capture directory of a tiny real model."""
     torch = pytest.importorskip("torch")
-    from hedonic_neurons.capture import capture
+    from hedonic_neurons.models.capture import capture
     from tests.tiny_models import random_batches, tiny_model
 
     threads = torch.get_num_threads()

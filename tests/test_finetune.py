@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from hedonic_neurons.errors import InputError
-from hedonic_neurons.finetune import _predict, finetune, regression_targets, relevance_groups
 from hedonic_neurons.models import score
+from hedonic_neurons.models.finetune import _predict, finetune, regression_targets, relevance_groups
 from hedonic_neurons.pipeline.config import FinetuneConfig
 from tests.helpers import assert_close
 from tests.tiny_models import minilm_tokenizer, tiny_model

@@ -1,4 +1,4 @@
-"""Preferences of the top-k responsive game (DESIGN §4): hand cases, invariants, vectorised vs reference."""
+"""Preferences of the top-k responsive game (docs/method.md §4): hand cases, invariants, vectorised vs reference."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def test_final_readout_equals_local_at_last_layer() -> None:
     """At the last block the local readout *is* the model output (final norm + head), so the
     sampled final-readout estimate with every pair must equal the exact local value."""
     torch = pytest.importorskip("torch")
-    from hedonic_neurons.capture import capture
+    from hedonic_neurons.models.capture import capture
     from tests.tiny_models import random_batches, tiny_model
 
     torch.manual_seed(0)
@@ -129,8 +129,8 @@ def test_final_readout_equals_local_at_last_layer() -> None:
 @pytest.mark.slow
 def test_final_readout_sampled_pairs_match_direct_ablation() -> None:
     torch = pytest.importorskip("torch")
-    from hedonic_neurons.ablation import ablate
     from hedonic_neurons.models import score
+    from hedonic_neurons.models.ablation import ablate
     from tests.tiny_models import random_batches, tiny_model
 
     model = tiny_model("gpt_neox", seed=1, lora_layers=(1,), intermediate=32)

@@ -1,4 +1,4 @@
-"""OOD drop metrics (DESIGN §8): NDCG@10 through ir_measures on hand-checked rankings, −MSE."""
+"""OOD drop metrics (docs/method.md §8): NDCG@10 through ir_measures on hand-checked rankings, −MSE."""
 
 from __future__ import annotations
 
@@ -72,9 +72,9 @@ def one_thread():
 def test_ood_drop_matches_direct_ablation(one_thread) -> None:
     torch = one_thread
     from hedonic_neurons import Partition
-    from hedonic_neurons.ablation import ablate
     from hedonic_neurons.metrics.ood import ood_drop
     from hedonic_neurons.models import score
+    from hedonic_neurons.models.ablation import ablate
     from tests.tiny_models import random_batches, tiny_model
 
     model = tiny_model("llama", seed=3, lora_layers=(1, 2), lora_scale=4.0)

@@ -1,4 +1,4 @@
-"""PAC-Top-Cover (paper Algorithm 1, DESIGN §5): exhaustive = exact, planted answers, seeds, reference."""
+"""PAC-Top-Cover (paper Algorithm 1, docs/method.md §5): exhaustive = exact, planted answers, seeds, reference."""
 
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ PUBLIC = {
                              "top_partners", "choice_set", "utility", "preference_key", "coalition_value",
                              "TopCover", "PACTopCover"],
     "hedonic_neurons.baselines": ["random_partition", "spherical_kmeans", "hierarchical", "matched_baselines"],
-    "hedonic_neurons.models": ["load_scalar_model", "architecture", "score", "encode_pairs"],
-    "hedonic_neurons.capture": ["capture", "load_records"],
-    "hedonic_neurons.ablation": ["ablate"],
+    "hedonic_neurons.models": ["load_scalar_model", "architecture", "score", "encode_pairs", "load_tokenizer",
+                               "load_records", "ablate", "local_readout", "final_readout", "FinetuneConfig"],
+    "hedonic_neurons.models.capture": ["capture", "load_records"],
+    "hedonic_neurons.models.ablation": ["ablate"],
     "hedonic_neurons.valuations": ["oca", "pas", "marginals", "pas_brute_force", "null_valuation",
                                    "first_order_product"],
     "hedonic_neurons.tracking": ["interaction_mass", "track", "threshold_sweep", "sankey_figure",
@@ -34,7 +35,7 @@ PUBLIC = {
     "hedonic_neurons.metrics.predictivity": ["predictivity"],
     "hedonic_neurons.ir": ["cqtr", "mean_tf_l", "letor_features", "CorpusStats", "build_offline_corpus",
                            "load_qrels", "load_run", "pairs_from_run", "pairs_from_ir_datasets"],
-    "hedonic_neurons.finetune": ["finetune"],
+    "hedonic_neurons.models.finetune": ["finetune", "FinetuneConfig"],
     "hedonic_neurons.pipeline": ["load_config", "run_study", "StudyConfig"],
     "hedonic_neurons.mnist": ["run_mnist_study", "load_mnist", "digit_purity", "stroke_alignment"],
 }
@@ -51,6 +52,39 @@ def test_top_level_and_game_do_not_import_torch() -> None:
     code = ("import sys, hedonic_neurons, hedonic_neurons.game, hedonic_neurons.baselines, "
             "hedonic_neurons.tracking, hedonic_neurons.ir; "
             "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+TORCH_FREE = ("hedonic_neurons", "hedonic_neurons.game", "hedonic_neurons.baselines", "hedonic_neurons.partition",
+              "hedonic_neurons.synergy", "hedonic_neurons.tracking", "hedonic_neurons.metrics.stats",
+              "hedonic_neurons.metrics.tables", "hedonic_neurons.metrics.alignment",
+              "hedonic_neurons.metrics.predictivity", "hedonic_neurons.ir", "hedonic_neurons.pipeline.config",
+              "hedonic_neurons.models")
+
+
+def test_numpy_layers_run_with_torch_unimportable() -> None:
+    """The game core, partitions, baselines, tracking and statistics import and run with torch
+    (and transformers/peft) made unimportable; so does the NumPy-only null valuation."""
+    code = f"""
+import sys, importlib
+import numpy as np
+class Block:  # a finder that refuses torch, transformers and peft (sys.modules[...] = None confuses scipy)
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "peft"):
+            raise ImportError(f"{{name}} is blocked in this test")
+        return None
+sys.meta_path.insert(0, Block())
+for name in {TORCH_FREE!r}:
+    importlib.import_module(name)
+from hedonic_neurons.valuations import null_valuation
+from hedonic_neurons.game import top_cover
+from hedonic_neurons.baselines import random_partition
+phi = null_valuation(12, seed=0)
+p = top_cover(phi, k=2)
+assert p.n_players == 12
+random_partition([len(c) for c in p.coalitions], seed=0)
+assert not any(m.split(".")[0] in ("torch", "transformers", "peft") for m in sys.modules)
+"""
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

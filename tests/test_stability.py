@@ -1,4 +1,4 @@
-"""Stability checks (DESIGN §5 (a)–(c)): vectorised vs plain loops, hand cases, bounds, errors."""
+"""Stability checks (docs/method.md §5 (a)–(c)): vectorised vs plain loops, hand cases, bounds, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exact Top Covering (DESIGN §5): slow reference, core stability, planted answers, invariants."""
+"""Exact Top Covering (docs/method.md §5): slow reference, core stability, planted answers, invariants."""
 
 from __future__ import annotations
 

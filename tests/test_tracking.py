@@ -1,4 +1,4 @@
-"""Cross-layer tracking (DESIGN §7): interaction mass against a neuron loop, planted transitions."""
+"""Cross-layer tracking (docs/method.md §7): interaction mass against a neuron loop, planted transitions."""
 
 from __future__ import annotations
 
@@ -310,7 +310,7 @@ def test_mass_on_tiny_model_matches_neuron_loop(family: str) -> None:
 
 
 def _check_tiny(torch, family: str) -> None:
-    from hedonic_neurons.capture import capture
+    from hedonic_neurons.models.capture import capture
     from tests.tiny_models import random_batches, tiny_model
 
     model = tiny_model(family, seed=0, lora_layers=(1, 2))

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from hedonic_neurons.capture import capture
 from hedonic_neurons.errors import InputError, LinearReadoutError
+from hedonic_neurons.models.capture import capture
 from hedonic_neurons.records import LayerRecord, Readout
 from hedonic_neurons.valuations import (
     kernels,
@@ -97,7 +97,7 @@ def test_exact_matches_record_reference_and_backends_agree(norm: str, per_input:
 
 
 def test_mnist_identity_case() -> None:
-    """W' = W = I, a = h, a_base = baseline 0: ablation zeroes residual coordinates (DESIGN §1)."""
+    """W' = W = I, a = h, a_base = baseline 0: ablation zeroes residual coordinates (docs/method.md §1)."""
     rng = np.random.default_rng(1)
     N, d = 20, 12
     h = rng.standard_normal((N, d))
@@ -172,7 +172,7 @@ def test_null_valuation_is_seeded_and_symmetric() -> None:
 @pytest.mark.parametrize("norm", ["rms", "layer"])
 def test_second_order_equals_autograd_hessian_term(norm: str) -> None:
     """The GEMM form equals mean_x δ_i^T H(y) δ_j with H from torch.autograd (slow reference)."""
-    from hedonic_neurons.readout import apply_readout
+    from hedonic_neurons.models.readout import apply_readout
 
     rec = _synthetic(n=9, d=10, N=6, norm=norm, seed=4)
     so = pas(rec, "second_order", error_pairs=0).values
@@ -190,7 +190,7 @@ def test_second_order_equals_autograd_hessian_term(norm: str) -> None:
 @pytest.mark.parametrize("norm", ["rms", "layer", "none"])
 def test_first_order_product_matches_autograd(norm: str) -> None:
     """The released code's quantity, checked against autograd attributions (it is not PAS)."""
-    from hedonic_neurons.readout import apply_readout
+    from hedonic_neurons.models.readout import apply_readout
     from hedonic_neurons.valuations import first_order_product
 
     rec = _synthetic(n=7, d=9, N=5, norm="rms", seed=6)

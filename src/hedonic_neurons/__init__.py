@@ -2,7 +2,7 @@
 
 Neurons are players of a top-responsive hedonic game whose preferences come from
 pairwise synergy (OCA or exact ablation synergy, PAS); stable partitions of that game
-are the coalitions. See ``DESIGN.md`` for the mathematics.
+are the coalitions. See ``docs/method.md`` for the mathematics.
 
 The top level imports only NumPy/SciPy; the model side (``hedonic_neurons.models``,
 ``capture``, ``ablation``, ``valuations``) imports torch, transformers and PEFT lazily.

@@ -1,4 +1,4 @@
-"""Baseline partitions matched to a hedonic partition (paper §4, DESIGN §6).
+"""Baseline partitions matched to a hedonic partition (paper §4, docs/method.md §6).
 
 All baselines return the same :class:`~hedonic_neurons.partition.Partition` type as the
 game and match the hedonic partition's number of coalitions (Random also matches its
@@ -133,7 +133,7 @@ def hierarchical(profiles: Any, n_clusters: int) -> Partition:
     """Ward agglomerative clustering of ℓ2-normalised profiles, cut at ``n_clusters`` (paper §4).
 
     Euclidean distance between unit vectors is ``sqrt(2 - 2 cos)``, a monotone function of
-    the cosine distance, so this is "Ward + cosine" (DESIGN §6). Deterministic.
+    the cosine distance, so this is "Ward + cosine" (docs/method.md §6). Deterministic.
     Uses :class:`sklearn.cluster.AgglomerativeClustering` (memory ``O(n²)``).
     """
     from sklearn.cluster import AgglomerativeClustering
@@ -148,7 +148,7 @@ def hierarchical(profiles: Any, n_clusters: int) -> Partition:
 
 
 def matched_baselines(reference: Partition, profiles: Any, seed: int | np.random.Generator = 0) -> dict[str, Partition]:
-    """Random, spherical k-means and hierarchical partitions matched to ``reference`` (DESIGN §6).
+    """Random, spherical k-means and hierarchical partitions matched to ``reference`` (docs/method.md §6).
 
     Parameters
     ----------

@@ -45,7 +45,7 @@ class LinearReadoutError(HedonicError, ValueError):
     """An ablation valuation was asked of a readout that is linear in the players.
 
     With a linear readout ``f(y) = w^T y + b`` and additive ablation
-    ``y_{-S} = y - sum_{k in S} delta_k`` (DESIGN §1, R1), every pairwise interaction
+    ``y_{-S} = y - sum_{k in S} delta_k`` (docs/method.md §1, R1), every pairwise interaction
     ``f(y) - f(y - d_i) - f(y - d_j) + f(y - d_i - d_j)`` is identically zero, so the
-    synergy matrix would be floating-point noise (DESIGN §2).
+    synergy matrix would be floating-point noise (docs/method.md §2).
     """

@@ -183,7 +183,7 @@ class Partition:
         )
 
     def summary(self, giant_threshold: float = 0.5, singleton_threshold: float = 0.9) -> PartitionSummary:
-        """Number of coalitions, size histogram, largest and singleton shares (DESIGN §5)."""
+        """Number of coalitions, size histogram, largest and singleton shares (docs/method.md §5)."""
         n = self.n_players
         sizes = self.sizes
         hist: dict[int, int] = {}

@@ -1,7 +1,7 @@
 """What capture produces and every valuation consumes: :class:`LayerRecord` and :class:`Readout`.
 
 The record holds, for one layer and ``N`` inputs at the pooled position, everything
-needed to evaluate the readout after ablating any set of players (DESIGN §1, R1):
+needed to evaluate the readout after ablating any set of players (docs/method.md §1, R1):
 
     y_{-S} = y - sum_{k in S} delta_k,
     delta_k = W'[:, k] * a_k - W[:, k] * a_base_k
@@ -33,7 +33,7 @@ NormKind = Literal["rms", "layer", "none"]
 
 @dataclass(frozen=True)
 class Readout:
-    """A scalar readout ``f(y) = w^T N(y) + b`` applied to a layer output ``y`` (DESIGN §2).
+    """A scalar readout ``f(y) = w^T N(y) + b`` applied to a layer output ``y`` (docs/method.md §2).
 
     Parameters
     ----------
@@ -156,11 +156,11 @@ class LayerRecord:
         The residual stream after the block's MLP is added (for post-norm encoders,
         the sum before the block's output LayerNorm).
     w_down : numpy.ndarray, shape (d, n)
-        LoRA-merged down projection ``W'`` (player directions, DESIGN R1).
+        LoRA-merged down projection ``W'`` (player directions, (R1) of docs/method.md).
     w_down_base : numpy.ndarray, shape (d, n)
         Base down projection ``W``.
     readout : Readout
-        The layer-local readout (DESIGN §2).
+        The layer-local readout (docs/method.md §2).
     w_read : numpy.ndarray, shape (g, n, d), optional
         LoRA-adapted input projections of this layer's MLP (``g = 2``: up and gate for
         gated MLPs; ``g = 1``: the single input projection); used by tracking (§7).
@@ -173,7 +173,7 @@ class LayerRecord:
         ``w_down - w_down_base = delta_left @ delta_right`` (``R`` = sum of the active
         adapters' ranks, the LoRA scaling folded into ``delta_left``). Capture fills them
         from the PEFT factors; the exact PAS uses them to get ``K1``, ``K2`` as rank-``R``
-        corrections of ``K3`` (DESIGN §3). ``None``: recovered from ``w_down - w_down_base``.
+        corrections of ``K3`` (docs/method.md §3). ``None``: recovered from ``w_down - w_down_base``.
     meta : dict
         Provenance: model id, architecture, pooled position rule, dtype, version.
     """
@@ -242,7 +242,7 @@ class LayerRecord:
         return int(np.shape(self.y)[1])
 
     def delta(self, k: int | np.ndarray) -> np.ndarray:
-        """Ablation displacement(s) ``delta_k`` (DESIGN R1): shape (N, d), or (N, |k|, d) for an array."""
+        """Ablation displacement(s) ``delta_k`` ((R1) of docs/method.md): shape (N, d), or (N, |k|, d) for an array."""
         idx = np.atleast_1d(np.asarray(k, dtype=np.int64))
         out = (
             self.a[:, idx, None] * self.w_down[:, idx].T[None]

@@ -23,7 +23,7 @@ class SynergyMatrix:
     Parameters
     ----------
     values : numpy.ndarray, shape (n, n), float32
-        ``values[i, j]`` is how much player ``i`` values player ``j`` (DESIGN §3).
+        ``values[i, j]`` is how much player ``i`` values player ``j`` (docs/method.md §3).
         The diagonal is zero. PAS and OCA are symmetric; the game also accepts
         asymmetric matrices.
     meta : dict

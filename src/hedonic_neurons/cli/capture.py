@@ -27,7 +27,7 @@ An interrupted capture resumes when re-run with the same arguments.
 
 VALUATE_EXAMPLE = """\
 methods:
-  oca        (1 - |cos(W'_i, W'_j)|) * Pearson(a_i, a_j)            (DESIGN §3)
+  oca        (1 - |cos(W'_i, W'_j)|) * Pearson(a_i, a_j)            (docs/method.md §3)
   pas-exact  exact pairwise ablation synergy on the local readout    (closed form)
   pas-2nd    second-order PAS E[δ_i^T H δ_j] (GEMMs; error vs exact in the metadata)
 
@@ -95,15 +95,13 @@ def read_pairs(path: str | Path, max_inputs: int | None = None) -> tuple[list[st
 
 
 def _run_capture(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
-    from ..capture import capture
-    from ..models import architecture, encode_pairs, load_scalar_model
+    from ..models import architecture, encode_pairs, load_scalar_model, load_tokenizer
+    from ..models.capture import capture
 
     layers = parse_layers(args.layers)
     model = load_scalar_model(args.model, args.adapter, trust_remote_code=False, device=args.device)
     spec = architecture(model)
-    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model, local_files_only=True)
+    tok = load_tokenizer(args.tokenizer or args.model)
     queries, passages, labels = read_pairs(args.data, args.max_inputs)
     batches = encode_pairs(tok, queries, passages, max_length=args.max_length, batch_size=args.batch_size)
     records = capture(model, batches, layers, args.out, labels=labels, progress=not args.quiet)
@@ -114,7 +112,7 @@ def _run_capture(args: argparse.Namespace) -> int:
 
 
 def _run_valuate(args: argparse.Namespace) -> int:
-    from ..capture import load_records
+    from ..models.capture import load_records
     from ..valuations import oca, pas
 
     record = load_records(args.dir, [args.layer])[args.layer]

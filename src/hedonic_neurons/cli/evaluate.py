@@ -1,4 +1,4 @@
-"""``hedonic evaluate``: coalition metrics of partitions (paper §4, App. G; DESIGN §8).
+"""``hedonic evaluate``: coalition metrics of partitions (paper §4, App. G; docs/method.md §8).
 
 Intrinsic (always available, no model): the synergy Pair(C) / Ratio(C), exact on the
 layer-local readout of captured records, through :func:`hedonic_neurons.metrics.synergy.coalition_synergy`.
@@ -47,7 +47,7 @@ example (intrinsic synergy only, no model):
   hedonic evaluate --records runs/llama/records/train --partitions runs/llama/partitions \\
       --min-size 2 --max-members 512 --out runs/llama/synergy
 
-example (with the extrinsic metrics of DESIGN §8):
+example (with the extrinsic metrics of docs/method.md §8):
   hedonic evaluate --partitions runs/llama/partitions --out runs/llama/eval \\
       --model ./llama-3.1-8b --adapter ./lora-cqtr --task cqtr \\
       --ood-pairs data/ood.jsonl --ood-qrels data/qrels.ood.txt \\
@@ -60,7 +60,7 @@ extrinsic mode (--model given):
                      from the texts for --task (CQTR, Mean-TF/L) or are the relevance grades.
   --records DIR      here: records captured on the --ood-pairs, same rows in the same order
                      (checked by count). Without --records they are captured on the fly with
-                     hedonic_neurons.capture.capture into OUT/records/ood (resumable).
+                     hedonic_neurons.models.capture.capture into OUT/records/ood (resumable).
                      Synergy, alignment and the OOD side of predictivity use these records.
   --ood-qrels FILE   TREC qrels for NDCG@10 (relevance); default: the pairs' own grades.
   --train-pairs FILE in-distribution pairs: the ridge of predictivity is fit on them, and their
@@ -92,7 +92,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate partitions: Pair/Ratio synergy; with --model also OOD drop, alignment, predictivity",
-        description="Coalition metrics of DESIGN §8: intrinsic synergy Pair(C) and Ratio(C) (paper eq. 6-8), "
+        description="Coalition metrics of docs/method.md §8: intrinsic synergy Pair(C) and Ratio(C) (paper eq. 6-8), "
                     "exact on the layer-local readout of captured records; with --model also the OOD drop "
                     "(coalition ablated through the whole model), LETOR feature alignment R²(C) and ridge "
                     "predictivity (paper §4, Tables 1, 2, 6).",
@@ -213,8 +213,8 @@ def _records_for(
     n_rows: int, option: str, pairs_option: str, labels: Any,
 ) -> dict[int, Any]:
     """Records of ``layers`` over the pairs behind ``batches``: loaded from ``given`` or captured."""
-    from ..capture import capture
     from ..errors import InputError
+    from ..models.capture import capture
 
     if given is not None:
         recs = load_layer_records(given, layers)
@@ -233,13 +233,12 @@ def _load_extrinsic(args: argparse.Namespace, layers: list[int], metrics: list[s
     """Model, OOD batches, targets, features and records (OOD and, if possible, in-distribution)."""
     import numpy as np
     import pandas as pd
-    from transformers import AutoTokenizer
 
     from ..ir import CorpusStats, compute_targets, letor_features, load_qrels
-    from ..models import encode_pairs, load_scalar_model
+    from ..models import encode_pairs, load_scalar_model, load_tokenizer
 
     model = load_scalar_model(args.model, args.adapter, device=args.device)
-    tok = AutoTokenizer.from_pretrained(args.tokenizer or args.model, local_files_only=True)
+    tok = load_tokenizer(args.tokenizer or args.model)
     pairs = _load_pairs(args.ood_pairs, "--ood-pairs")
     targets = compute_targets(pairs, args.task).to_numpy(dtype=np.float64)
     batches = encode_pairs(tok, pairs["query"].astype(str).tolist(), pairs["passage"].astype(str).tolist(),
@@ -473,7 +472,7 @@ def _write_tables(long_df: Any, out: Path, confidence: float) -> None:
               ("Table 6: coalition synergy", "table6_synergy", table_synergy, {"pair", "ratio"})]
     text = ["# Coalition evaluation", "",
             f"Cells: per-seed mean over layers (and coalitions), ± {confidence:.0%} t-CI over seeds when "
-            "there are several seeds (DESIGN §8).", ""]
+            "there are several seeds (docs/method.md §8).", ""]
     for title, stem, fn, needed in blocks:
         if not needed & present:
             continue

@@ -51,7 +51,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "partition",
         help="partition a synergy matrix into coalitions (exact Top Covering or PAC-Top-Cover)",
-        description="Partition players into coalitions of the top-k responsive game (DESIGN §4-§5).",
+        description="Partition players into coalitions of the top-k responsive game (docs/method.md §4-§5).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_PARTITION_EPILOG,
     )
@@ -73,7 +73,7 @@ def register(subparsers: Any) -> None:
     s = subparsers.add_parser(
         "stability",
         help="measure a partition's stability: empirical blocking rate, brute-force core check",
-        description="Stability of a partition under the top-k responsive game (DESIGN §5).",
+        description="Stability of a partition under the top-k responsive game (docs/method.md §5).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_STABILITY_EPILOG,
     )

@@ -1,4 +1,4 @@
-"""``hedonic track``: coalition transitions across consecutive layers (paper §3.4, DESIGN §7).
+"""``hedonic track``: coalition transitions across consecutive layers (paper §3.4, docs/method.md §7).
 
 Reads layer records and partitions, writes per-layer-pair transition tables (CSV, JSON),
 a Markdown summary (Table 3 layout), a long-format CSV for the table builders, a
@@ -7,7 +7,7 @@ threshold-sensitivity sweep, and the Sankey diagram (HTML with plotly.js embedde
 The input conventions (shared with ``hedonic evaluate``) live here:
 
 - **records** ``--records DIR``: a capture directory (``manifest.json`` written by
-  ``hedonic capture`` / :func:`hedonic_neurons.capture.capture`) or a directory of
+  ``hedonic capture`` / :func:`hedonic_neurons.models.capture.capture`) or a directory of
   ``layer{L}.safetensors`` files (:meth:`LayerRecord.save`).
 - **partitions** ``--partitions PATH [PATH ...]``: JSON files or directories searched
   recursively for ``*.json``. The layer is the number in ``layer{L}`` in the file name or
@@ -75,7 +75,7 @@ def load_layer_records(path: str | Path, layers: Sequence[int] | None = None) ->
             raise InputError(f"layers: {sorted(set(layers) - set(out))} have no record file in {root}.")
         return out
     if (root / "manifest.json").is_file():
-        from ..capture import load_records
+        from ..models.capture import load_records
 
         return load_records(root, layers)
     raise ArtifactError(
@@ -166,7 +166,7 @@ def register(subparsers: Any) -> None:
         "track",
         help="track coalitions across consecutive layers (interaction mass, transitions, Sankey)",
         description="Track coalitions across consecutive layers: interaction mass, alpha/beta, "
-                    "maximum-weight matching, persist/split/merge/vanish (paper §3.4, DESIGN §7).",
+                    "maximum-weight matching, persist/split/merge/vanish (paper §3.4, docs/method.md §7).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )

@@ -1,4 +1,4 @@
-"""The game core: preferences, exact and PAC Top Covering, stability checks (DESIGN §4–§5).
+"""The game core: preferences, exact and PAC Top Covering, stability checks (docs/method.md §4–§5).
 
 Pure NumPy/SciPy; importing it never imports torch.
 """

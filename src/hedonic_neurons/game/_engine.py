@@ -1,4 +1,4 @@
-"""The Top Covering loop shared by the exact and the PAC partitioners (DESIGN §5).
+"""The Top Covering loop shared by the exact and the PAC partitioners (docs/method.md §5).
 
 The loop keeps a choice digraph over the remaining players R (row ``i`` of ``B`` lists
 ``B_i``, padded with ``-1``) and the set of its sink strongly connected components, and

@@ -61,7 +61,7 @@ class _PartitionEstimator:
         return self._fitted().coalitions
 
     def blocking_rate(self, phi: Any, n_samples: int = 100_000, seed: int = 0) -> BlockingRate:
-        """Empirical blocking rate of the fitted partition on fresh draws (DESIGN §5 (a))."""
+        """Empirical blocking rate of the fitted partition on fresh draws (docs/method.md §5 (a))."""
         size_range = getattr(self, "size_range", (2, 10))
         return blocking_rate(phi, self._fitted(), k=self.k, n_samples=n_samples,  # type: ignore[attr-defined]
                              size_range=size_range, seed=seed)

@@ -1,4 +1,4 @@
-"""PAC-Top-Cover (Sliwinski & Zick 2017; the paper's Algorithm 1), DESIGN §5.
+"""PAC-Top-Cover (Sliwinski & Zick 2017; the paper's Algorithm 1), docs/method.md §5.
 
 Same loop as exact Top Covering, but each remaining player's choice set is estimated
 from sampled coalitions: ``B_i = top_i(T*_i)`` with ``T*_i`` the best coalition for ``i``
@@ -292,7 +292,7 @@ def pac_top_cover(
 ) -> Partition:
     """PAC-Top-Cover: Top Covering with choice sets estimated from sampled coalitions.
 
-    Implements the paper's Algorithm 1 (DESIGN §5): in each round every remaining player
+    Implements the paper's Algorithm 1 (docs/method.md §5): in each round every remaining player
     ``i`` takes ``T*_i``, its best coalition by :func:`preference_key` among the round's
     sample set W (coalitions inside the remaining players R), and points at
     ``B_i = top_i(T*_i)``; with no sample containing ``i`` (or no positive partner in

@@ -1,4 +1,4 @@
-"""Top-k responsive preferences of the neuron game (DESIGN §4, paper §3.2 and App. B).
+"""Top-k responsive preferences of the neuron game (docs/method.md §4, paper §3.2 and App. B).
 
 For player ``i`` and a coalition ``X`` that contains it:
 
@@ -116,7 +116,7 @@ def top_partners(phi: Any, i: int, members: Iterable[int] | np.ndarray, k: int =
     -------
     numpy.ndarray of int64, shape (<= k,)
         Partners in preference order: ``phi[i, j]`` descending, ties by smaller ``j``.
-        Partners with ``phi[i, j] <= 0`` are never returned (DESIGN §4).
+        Partners with ``phi[i, j] <= 0`` are never returned (docs/method.md §4).
     """
     arr = _as_phi(phi)
     n = arr.shape[0]
@@ -132,7 +132,7 @@ def top_partners(phi: Any, i: int, members: Iterable[int] | np.ndarray, k: int =
 
 
 def choice_set(phi: Any, i: int, members: Iterable[int] | np.ndarray, k: int = 3) -> np.ndarray:
-    """``ch_i(X) = {i} ∪ top_i(X)``, sorted ascending (DESIGN §4)."""
+    """``ch_i(X) = {i} ∪ top_i(X)``, sorted ascending (docs/method.md §4)."""
     top = top_partners(phi, i, members, k)
     return np.sort(np.concatenate([[int(i)], top]).astype(np.int64))
 
@@ -152,7 +152,7 @@ def utility(phi: Any, i: int, members: Iterable[int] | np.ndarray, k: int = 3) -
 
 
 def preference_key(phi: Any, i: int, members: Iterable[int] | np.ndarray, k: int = 3) -> PreferenceKey:
-    """Player ``i``'s preference key for coalition ``X = members`` (DESIGN §4).
+    """Player ``i``'s preference key for coalition ``X = members`` (docs/method.md §4).
 
     Returns
     -------

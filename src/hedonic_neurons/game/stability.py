@@ -1,7 +1,7 @@
-"""Stability of a partition, measured rather than assumed (DESIGN §5).
+"""Stability of a partition, measured rather than assumed (docs/method.md §5).
 
 A coalition S *blocks* a partition π iff every member strictly prefers it:
-``key_i(S) > key_i(π(i))`` for all ``i ∈ S`` (keys of DESIGN §4, see
+``key_i(S) > key_i(π(i))`` for all ``i ∈ S`` (keys of docs/method.md §4, see
 :func:`~hedonic_neurons.game.preference_key`). Provided here:
 
 (a) :func:`blocking_rate` — the empirical blocking rate ε̂ over fresh draws from the
@@ -50,7 +50,7 @@ BRUTE_FORCE_MAX_N = 14
 
 @dataclass(frozen=True)
 class BlockingRate:
-    """Empirical blocking rate of a partition (DESIGN §5 (a)).
+    """Empirical blocking rate of a partition (docs/method.md §5 (a)).
 
     Attributes
     ----------
@@ -137,7 +137,7 @@ def blocking_rate(
     size_range: tuple[int, int] = (2, 10),
     seed: int | np.random.Generator = 0,
 ) -> BlockingRate:
-    """Empirical blocking rate ε̂ of ``partition`` under D with a 95% upper bound (DESIGN §5 (a)).
+    """Empirical blocking rate ε̂ of ``partition`` under D with a 95% upper bound (docs/method.md §5 (a)).
 
     Draws ``n_samples`` coalitions from the paper's D (§3.3: size uniform in
     ``size_range``, clipped to n; members uniform among all players) with ``seed``,
@@ -202,7 +202,7 @@ def find_blocking_coalition(phi: Any, partition: Partition | Any, k: int = 3) ->
 
 
 def is_core_stable(phi: Any, partition: Partition | Any, k: int = 3) -> bool:
-    """Whether no coalition blocks ``partition`` (brute force, ``n <= 14``; DESIGN §5 (b))."""
+    """Whether no coalition blocks ``partition`` (brute force, ``n <= 14``; docs/method.md §5 (b))."""
     return find_blocking_coalition(phi, partition, k) is None
 
 
@@ -211,7 +211,7 @@ def internally_unstable_coalitions(phi: Any, partition: Partition | Any, k: int 
 
     For a coalition C, the digraph has an edge ``i -> j`` for ``j ∈ top_i(C)``. If it is
     not strongly connected, one of its sink SCCs X has ``ch_i(X) = ch_i(C)`` for all its
-    members and is smaller than C, so X blocks (DESIGN §5 (c)).
+    members and is smaller than C, so X blocks (docs/method.md §5 (c)).
     """
     arr = check_game_phi(phi)
     k = check_k(k)
@@ -235,5 +235,5 @@ def internally_unstable_coalitions(phi: Any, partition: Partition | Any, k: int 
 
 
 def internally_stable(phi: Any, partition: Partition | Any, k: int = 3) -> bool:
-    """Whether every coalition's true choice-set digraph is strongly connected (DESIGN §5 (c))."""
+    """Whether every coalition's true choice-set digraph is strongly connected (docs/method.md §5 (c))."""
     return not internally_unstable_coalitions(phi, partition, k)

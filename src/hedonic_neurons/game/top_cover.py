@@ -1,9 +1,9 @@
-"""Exact Top Covering (Alcalde & Revilla 2004; Dimitrov & Sung 2007), DESIGN §5.
+"""Exact Top Covering (Alcalde & Revilla 2004; Dimitrov & Sung 2007), docs/method.md §5.
 
 With ``phi`` fully known, every remaining player's choice set over the remaining players
 R is computed exactly: ``B_i = top_i(R)``. Each round emits a sink strongly connected
 component of the digraph ``i -> j (j ∈ B_i)`` and removes it. The result is core stable
-for the utilities of DESIGN §4 (no coalition of any size blocks it).
+for the utilities of docs/method.md §4 (no coalition of any size blocks it).
 
 Why the result does not depend on ``emit``: if C1 and C2 are two sink SCCs of the graph
 on R, then C2 is still a sink SCC after C1 is removed (its members' choice sets lie inside
@@ -101,7 +101,7 @@ class _PartnerLists:
 def top_cover(
     phi: Any, k: int = 3, emit: Literal["smallest", "all"] = "smallest", *, progress: bool = False
 ) -> Partition:
-    """Exact Top Covering: a core-stable partition of the top-k responsive game (DESIGN §5).
+    """Exact Top Covering: a core-stable partition of the top-k responsive game (docs/method.md §5).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""IR tasks, data and features (DESIGN §8; paper §4 and App. D). Plain Python/NumPy/pandas.
+"""IR tasks, data and features (docs/method.md §8; paper §4 and App. D). Plain Python/NumPy/pandas.
 
 - :mod:`.analyzer` — the documented text analyzer (lower-case, ``[^\\W_]+`` tokens, Lucene
   English stop words, optional stemming).

@@ -1,4 +1,4 @@
-"""The text analyzer behind every IR target and feature (DESIGN §8, paper App. D).
+"""The text analyzer behind every IR target and feature (docs/method.md §8, paper App. D).
 
 The IR tasks (CQTR, Mean-TF/L) and the LETOR/MSLR body-stream features are defined on
 *terms*, so the analyzer that turns text into terms is part of their definition. The

@@ -1,4 +1,4 @@
-"""LETOR/MSLR body-stream features of query–passage pairs (DESIGN §8, paper §4 "Feature Alignment").
+"""LETOR/MSLR body-stream features of query–passage pairs (docs/method.md §8, paper §4 "Feature Alignment").
 
 The feature-alignment metric ``R²(C) = max_j corr²(a_C(x), f_j(x))`` compares a coalition's
 mean activation with the classic learning-to-rank features of the MSLR-WEB/LETOR 4.0 lists

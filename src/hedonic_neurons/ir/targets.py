@@ -1,4 +1,4 @@
-"""The scalar IR tasks of the paper (App. D; DESIGN §8): CQTR, Mean-TF/L and relevance.
+"""The scalar IR tasks of the paper (App. D; docs/method.md §8): CQTR, Mean-TF/L and relevance.
 
 Both lexical targets are computed on the terms produced by an :class:`~.analyzer.Analyzer`
 (default: lower-case, ``[^\\W_]+`` tokens, Lucene English stop words, no stemming), and both

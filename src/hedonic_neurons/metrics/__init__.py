@@ -1,4 +1,4 @@
-"""Evaluation metrics (DESIGN §8). Submodules load lazily, so importing this package is cheap
+"""Evaluation metrics (docs/method.md §8). Submodules load lazily, so importing this package is cheap
 and never imports torch:
 
 - :mod:`.stats` — mean ± t-CI, paired t-tests, summaries;

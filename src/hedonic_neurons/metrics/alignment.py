@@ -1,4 +1,4 @@
-"""Feature alignment of coalitions with IR heuristics (paper §4 "Feature Alignment"; DESIGN §8).
+"""Feature alignment of coalitions with IR heuristics (paper §4 "Feature Alignment"; docs/method.md §8).
 
 ``R²(C) = max_j corr²(a_C(x), f_j(x))``: a coalition's mean activation ``a_C`` over the
 inputs, compared with every LETOR/MSLR feature ``f_j`` (see

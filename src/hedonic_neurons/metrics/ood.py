@@ -1,11 +1,11 @@
-"""OOD drop of a coalition: the task metric lost when the coalition is ablated (paper §4, DESIGN §8).
+"""OOD drop of a coalition: the task metric lost when the coalition is ablated (paper §4, docs/method.md §8).
 
     ΔM(C) = M({ℓ(x)}) − M({ℓ_{−C}(x)})
 
 on the out-of-distribution set, where ``ℓ`` is the model's own scalar output
 (:func:`hedonic_neurons.models.score`, the *final* readout) and ``ℓ_{−C}`` the same with the
 coalition's neurons reverted to their pre-LoRA weights through
-:func:`hedonic_neurons.ablation.ablate` on the whole model. ``M`` is
+:func:`hedonic_neurons.models.ablation.ablate` on the whole model. ``M`` is
 
 - NDCG@10 for relevance modelling (``task="relevance"``), computed by ``ir_measures``
   (trec_eval's nDCG: linear gains ``rel``, ``log2(rank + 1)`` discounts, mean over the
@@ -205,8 +205,8 @@ def ood_drop(
     """
     import torch
 
-    from ..ablation import ablate
     from ..models import score
+    from ..models.ablation import ablate
 
     kind = _metric_kind(task)
     if not isinstance(partition, Partition):

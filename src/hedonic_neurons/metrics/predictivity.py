@@ -1,4 +1,4 @@
-"""Coalition predictivity (paper §4 "Coalition Predictivity", Table 2; DESIGN §8).
+"""Coalition predictivity (paper §4 "Coalition Predictivity", Table 2; docs/method.md §8).
 
 Coalitions become macro-features ``A(x) ∈ R^K`` (their mean activations); a ridge
 regression ``ŷ = wᵀA(x) + b`` is fit in distribution and scored by R² on the OOD split.

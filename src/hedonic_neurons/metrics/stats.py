@@ -1,4 +1,4 @@
-"""Means with t-distribution confidence intervals and paired tests (DESIGN §8: "Every table:
+"""Means with t-distribution confidence intervals and paired tests (docs/method.md §8: "Every table:
 mean ± 95% CI over seeds (t-distribution), paired tests between methods").
 
 All functions ignore NaN values (for :func:`paired_ttest`, pairs with a NaN on either side).

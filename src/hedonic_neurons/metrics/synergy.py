@@ -1,4 +1,4 @@
-"""Intrinsic coalition synergy: Pair(C) and Ratio(C) (paper App. G, eq. 6–8; DESIGN §8).
+"""Intrinsic coalition synergy: Pair(C) and Ratio(C) (paper App. G, eq. 6–8; docs/method.md §8).
 
 With the marginal ``ψ(i) = E_x[ℓ(x) − ℓ_{−i}(x)]`` (eq. 6) and the interaction
 ``ψ(i, j) = E_x[ℓ(x) − ℓ_{−i}(x) − ℓ_{−j}(x) + ℓ_{−{i,j}}(x)]`` (eq. 7):
@@ -9,12 +9,12 @@ With the marginal ``ψ(i) = E_x[ℓ(x) − ℓ_{−i}(x)]`` (eq. 6) and the inte
 Two readouts:
 
 - **local** (:func:`coalition_synergy`): ``ℓ`` is the layer-local readout of a
-  :class:`~hedonic_neurons.records.LayerRecord` (DESIGN §2); ψ(i, j) is exact through
+  :class:`~hedonic_neurons.records.LayerRecord` (docs/method.md §2); ψ(i, j) is exact through
   ``valuations.pas(record, method="exact", players=C)`` and ψ(i) through
   ``valuations.marginals(record, players=C)``.
 - **final** (:func:`coalition_synergy_final`): ``ℓ`` is the model's own output; ψ is
   estimated from a uniform sample of pairs, each through real forward passes under
-  :func:`hedonic_neurons.ablation.ablate`, with a confidence interval.
+  :func:`hedonic_neurons.models.ablation.ablate`, with a confidence interval.
 
 **Ratio's denominator.** ``Σ_i ψ(i)`` can be ~0 (marginals of both signs cancel), where
 the ratio is meaningless and huge. It is reported as NaN when
@@ -209,7 +209,7 @@ def coalition_synergy_final(
     ratio_eps: float = 1e-6,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Pair(C) and Ratio(C) on the model's final output, from sampled pairs (App. G, DESIGN §8).
+    """Pair(C) and Ratio(C) on the model's final output, from sampled pairs (App. G, docs/method.md §8).
 
     For each coalition ``C`` (``m = |C|``):
 
@@ -221,7 +221,7 @@ def coalition_synergy_final(
       ``Ratio ≈ (m − 1) · Pair / mean ψ(i)``;
     - every ψ is an average over all inputs of differences of real forward passes:
       ``ℓ`` (unablated), ``ℓ_{−i}``, ``ℓ_{−j}``, ``ℓ_{−{i,j}}`` with the neurons reverted to
-      their pre-LoRA weights by :func:`~hedonic_neurons.ablation.ablate`.
+      their pre-LoRA weights by :func:`~hedonic_neurons.models.ablation.ablate`.
 
     All ablations of all coalitions are run in one pass over ``batches`` (each needed set is
     scored on each batch; the unablated score and each single ``ℓ_{−i}`` are shared), so
@@ -262,8 +262,8 @@ def coalition_synergy_final(
     """
     import torch
 
-    from ..ablation import ablate
     from ..models import score
+    from ..models.ablation import ablate
 
     if not isinstance(batches, Sequence) or isinstance(batches, (str, bytes)):
         raise InputError(f"batches: expected a sequence (list) of batches, got {type(batches).__name__}.")

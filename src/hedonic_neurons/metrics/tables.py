@@ -1,4 +1,4 @@
-"""The paper's result tables (Tables 1, 2, 3 and 6) from long results tables (DESIGN §8).
+"""The paper's result tables (Tables 1, 2, 3 and 6) from long results tables (docs/method.md §8).
 
 Inputs
 ------
@@ -362,7 +362,7 @@ def paired_tests(
     pair_on: Sequence[str] = ("seed",),
     layer: Any = None,
 ) -> pd.DataFrame:
-    """Paired t-tests of every method against ``baseline_method`` (DESIGN §8).
+    """Paired t-tests of every method against ``baseline_method`` (docs/method.md §8).
 
     Within each group of ``by``, each method's values are averaged per pairing unit
     ``pair_on`` (default: per seed, averaging layers; use ``("seed", "layer")`` to pair per

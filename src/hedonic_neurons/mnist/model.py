@@ -1,6 +1,6 @@
 """The gated residual MLP of App. I.1 and its seeded AdamW training.
 
-Architecture (App. I.1, DESIGN §8)::
+Architecture (App. I.1, docs/method.md §8)::
 
     h_1     = W_in x + b_in                                    (784 -> d_model)
     h_{l+1} = h_l + W_down^(l) (SiLU(W_gate^(l) h_l) * W_up^(l) h_l),   l = 1..B
@@ -129,7 +129,7 @@ class GatedResidualMLP(nn.Module):
     def reading_weights(self, layer: int) -> np.ndarray:
         """What reads ``h_layer``: one weight column per residual coordinate, shape (F, d_model).
 
-        OCA's weight geometry for the MNIST players (§3.2, DESIGN §8; the layout of
+        OCA's weight geometry for the MNIST players (§3.2, docs/method.md §8; the layout of
         ``valuations.oca(record, weights=...)``: columns are the player vectors). For
         ``layer <= B`` the next block reads ``h_layer``: coordinate ``i``'s column is column
         ``i`` of ``W_up`` stacked on column ``i`` of ``W_gate`` (``F = 2 d_hidden``). For the

@@ -1,18 +1,18 @@
 """Residual coordinates as players: layer records, ablated forward passes, loss deltas.
 
 The players of layer ``l`` are the ``d_model`` coordinates of the residual stream ``h_l``
-(App. I.4; DESIGN §1, §8). Ablating a set ``S`` sets those coordinates to a baseline
+(App. I.4; docs/method.md §1, §8). Ablating a set ``S`` sets those coordinates to a baseline
 (zero by default, or the training-set mean), i.e. ``delta_k = (h_k - baseline_k) e_k``: the
-record form of DESIGN (R1) with ``a = h_l``, ``a_base = baseline``, ``W' = W = I``,
+record form of docs/method.md (R1) with ``a = h_l``, ``a_base = baseline``, ``W' = W = I``,
 ``y = h_l``.
 
-The **layer-local readout** (App. I.3; DESIGN §2, §8) clones the classifier head and
+The **layer-local readout** (App. I.3; docs/method.md §2, §8) clones the classifier head and
 applies it to ``h_l`` *after the final LayerNorm*, read at the true label::
 
     f_l(x) = W_out[y(x)] . LayerNorm(h_l(x)) + b_out[y(x)]
 
 Applied to the raw ``h_l`` it would be linear in the players and every pairwise ablation
-synergy would vanish (DESIGN §2). For the last layer ``h_{B+1}`` this is exactly the
+synergy would vanish (docs/method.md §2). For the last layer ``h_{B+1}`` this is exactly the
 model's logit at the true label; for earlier layers it is the logit lens.
 """
 
@@ -92,7 +92,7 @@ def layer_record(
     h: np.ndarray | None = None,
     meta: dict | None = None,
 ) -> LayerRecord:
-    """The :class:`~hedonic_neurons.records.LayerRecord` of layer ``h_layer`` (DESIGN §1, §8).
+    """The :class:`~hedonic_neurons.records.LayerRecord` of layer ``h_layer`` (docs/method.md §1, §8).
 
     Parameters
     ----------

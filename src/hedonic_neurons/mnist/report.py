@@ -147,7 +147,7 @@ def _pm_sci(mean: float, std: float) -> str:
 
 
 def partition_shapes(coalitions: pd.DataFrame) -> pd.DataFrame:
-    """Shape of each method's partitions (DESIGN §5, failure signature 1), averaged over
+    """Shape of each method's partitions (docs/method.md §5, failure signature 1), averaged over
     (seed, setting, layer): coalitions per layer, largest coalition's share of the players,
     share of singleton players, and how many partitions are degenerate (largest share > 0.5
     or singleton share > 0.9, the rule of :meth:`Partition.summary`)."""

@@ -1,4 +1,4 @@
-"""Architecture descriptions: where the MLP, its projections, norms and head live (DESIGN §1-§2).
+"""Architecture descriptions: where the MLP, its projections, norms and head live (docs/method.md §1-§2).
 
 One :class:`ArchSpec` per supported family tells capture, ablation and the readouts
 which sub-modules to hook and which parameters to read:
@@ -43,7 +43,7 @@ class ArchSpec:
     gated : bool
         ``a = act(W_gate h) * (W_up h)`` (True) or ``a = act(W_in h + b_in)`` (False).
     norm : {"rms", "layer"}
-        Kind of the normalisation the local readout applies (DESIGN §2).
+        Kind of the normalisation the local readout applies (docs/method.md §2).
     post_norm : bool
         Post-LayerNorm encoder (BERT): ``y`` is the sum before the block's output
         LayerNorm and the local readout applies that LayerNorm.
@@ -106,7 +106,7 @@ class ArchSpec:
         return head
 
     def readout_norm_module(self, model: Any, layer: int) -> torch.nn.Module:
-        """The norm the local readout applies to layer ``layer``'s output (DESIGN §2)."""
+        """The norm the local readout applies to layer ``layer``'s output (docs/method.md §2)."""
         if self.post_norm:
             assert self.block_norm is not None
             return self.sub(model, layer, self.block_norm)

@@ -1,4 +1,4 @@
-"""Build scalar-output models with unmerged PEFT LoRA on the MLPs (DESIGN §1-§2).
+"""Build scalar-output models with unmerged PEFT LoRA on the MLPs (docs/method.md §1-§2).
 
 The model returned by :func:`load_scalar_model` is a ``peft.PeftModel`` around a
 transformers model with a scalar head named ``score``:
@@ -9,7 +9,7 @@ transformers model with a scalar head named ``score``:
 * BERT-family encoders (MiniLM is a ``BertModel``): :class:`BertForScalarScore`, a
   ``BertModel`` without pooler and a ``Linear(d, 1)`` head on the CLS hidden state.
   ``BertForSequenceClassification`` is not used on purpose: its tanh pooler sits between
-  the block-output LayerNorm and the head, so the layer-local readout of DESIGN §2
+  the block-output LayerNorm and the head, so the layer-local readout of docs/method.md §2
   (block LayerNorm, then the head) would not be the model's own readout.
 
 The head is listed in the adapter's ``modules_to_save``, so ``model.save_pretrained(dir)``
@@ -18,7 +18,7 @@ them back. An adapter trained elsewhere may instead ship the head as ``head.safe
 (tensors ``weight`` (1, d) and optionally ``bias`` (1,)) next to ``adapter_config.json``;
 :func:`save_head` writes that file.
 
-LoRA is never merged: ablation (DESIGN §1) masks the LoRA factors.
+LoRA is never merged: ablation (docs/method.md §1) masks the LoRA factors.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def _from_module(model: nn.Module, seed: int) -> nn.Module:
             return wrapper.to(next(model.parameters()).dtype)
         raise UnsupportedModelError(
             f"base: for BERT-family models pass a BertModel or BertForScalarScore, got {cls} "
-            "(BertForSequenceClassification's tanh pooler is not the readout of DESIGN §2)."
+            "(BertForSequenceClassification's tanh pooler is not the readout of docs/method.md §2)."
         )
     if not cls.endswith("ForSequenceClassification") or int(getattr(config, "num_labels", 0)) != 1:
         raise UnsupportedModelError(

@@ -64,7 +64,7 @@ def lora_factors(module: nn.Module) -> list[LoraFactor]:
     if getattr(module, "merged", False):
         raise InputError(
             "model: a LoRA adapter is merged into the base weights; load it unmerged "
-            "(merging destroys the base/LoRA distinction that ablation reverts to, DESIGN §1)."
+            "(merging destroys the base/LoRA distinction that ablation reverts to, docs/method.md §1)."
         )
     if getattr(module, "fan_in_fan_out", False):
         raise UnsupportedModelError("model: LoRA with fan_in_fan_out (Conv1D layers) is not supported.")

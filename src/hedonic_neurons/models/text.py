@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -94,3 +95,25 @@ def encode_pairs(
             batch["labels"] = torch.tensor([float(x) for x in labels[s : s + batch_size]], dtype=torch.float32)
         out.append(batch)
     return out
+
+
+def load_tokenizer(path: str | os.PathLike[str], *, local_files_only: bool = True,
+                   trust_remote_code: bool = False) -> Any:
+    """The tokenizer stored at ``path``, with a pad token (EOS, else UNK) when it has none.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A local model directory (or, with ``local_files_only=False``, a hub id).
+    local_files_only : bool
+        Never touch the network (the default).
+    trust_remote_code : bool
+        Passed to ``AutoTokenizer``; off by default (no remote code runs).
+    """
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only,
+                                        trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok

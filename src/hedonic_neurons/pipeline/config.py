@@ -2,7 +2,7 @@
 
 One :class:`StudyConfig` describes a whole run of ``hedonic run`` (paper §4, App. F):
 which model and adapter, which LoRA layers and task, which data, which layers to study,
-which valuations (DESIGN §3), which partition algorithms and their parameters (§5),
+which valuations (docs/method.md §3), which partition algorithms and their parameters (§5),
 which baselines (§6), which seeds, which metrics (§8), tracking thresholds (§7), where to
 write and how many parallel jobs to use.
 
@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from ..errors import ConfigError
 from ..io import atomic_write
+from ..models.finetune import FinetuneConfig
 from ..provenance import config_hash
 
 __all__ = [
@@ -120,50 +121,6 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
-    """Fine-tuning hyper-parameters (paper §4 and App. F).
-
-    Attributes
-    ----------
-    enabled : bool
-        Fine-tune a fresh adapter (true) or load ``model.adapter`` (false).
-    lr, weight_decay : float
-        AdamW learning rate (2e-4 in the paper) and weight decay.
-    batch_size : int
-        Effective batch (128 in the paper), reached by gradient accumulation over
-        micro-batches of ``micro_batch_size``. For ``relevance`` it counts queries, each
-        with one positive and ``n_negatives`` hard negatives.
-    epochs : float
-        Passes over the training pairs (3 in §4; App. F: 0.3 for CQTR / Mean-TF/L,
-        1 for the re-rankers). Fractions stop mid-epoch.
-    max_steps : int or None
-        Optimizer steps cap (overrides ``epochs`` when smaller).
-    warmup_ratio : float
-        0 (default): constant learning rate. Otherwise a linear warm-up over this fraction
-        of the steps, then a linear decay to 0.
-    n_negatives : int
-        Hard negatives per query for the relevance (softmax cross-entropy) loss.
-    eval_every, checkpoint_every : int
-        Optimizer steps between validation passes / checkpoints (0: only at the end).
-    seed : int
-    """
-
-    enabled: bool = True
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    batch_size: int = 128
-    micro_batch_size: int = 8
-    epochs: float = 3.0
-    max_steps: int | None = None
-    warmup_ratio: float = 0.0
-    n_negatives: int = 7
-    eval_every: int = 0
-    checkpoint_every: int = 100
-    max_grad_norm: float = 1.0
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class DataConfig:
     """Where the query–passage pairs come from.
 
@@ -198,7 +155,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class PacConfig:
-    """PAC-Top-Cover parameters (paper §4, Algorithm 1; DESIGN §5).
+    """PAC-Top-Cover parameters (paper §4, Algorithm 1; docs/method.md §5).
 
     ``sampler``: ``"uniform"`` (sizes uniform in ``size_range``, members uniform),
     ``"top"`` (keep the top ``omega`` of ``m`` draws by Φ, §4), ``"weighted"`` (sample
@@ -227,7 +184,7 @@ class DiscoveryConfig:
     k : int
         Top-k partners in choice sets (3 in the paper).
     emit : {"smallest", "all"}
-        Which sink SCCs a round emits (DESIGN §5).
+        Which sink SCCs a round emits (docs/method.md §5).
     pac : PacConfig
     baselines : tuple of {"random", "kmeans", "hierarchical"}
         Matched to every hedonic partition (same number of coalitions; Random also the
@@ -255,7 +212,7 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """Metrics (DESIGN §8) and their budgets.
+    """Metrics (docs/method.md §8) and their budgets.
 
     Attributes
     ----------
@@ -277,7 +234,7 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    """Cross-layer tracking thresholds (paper §3.4/§4; DESIGN §7)."""
+    """Cross-layer tracking thresholds (paper §3.4/§4; docs/method.md §7)."""
 
     enabled: bool = True
     alpha_hi: float = 0.7

@@ -8,7 +8,7 @@ the studied layers. With one seed there is no interval and the cell says so ("±
 
 The report also shows the measured blocking rate ε̂ of every hedonic partition (with its
 one-sided upper bound), coalition size distributions (log-log), Sankey diagrams, and a
-warning for every degenerate partition (DESIGN §5: one giant coalition or almost all
+warning for every degenerate partition (docs/method.md §5: one giant coalition or almost all
 singletons). Plotting lives in functions that take results and return a figure.
 """
 
@@ -297,7 +297,7 @@ def write_report(plan: StudyPlan, results: pd.DataFrame, transitions: pd.DataFra
                              f"{s.singleton_share:.1%})")
     add(("h2", "Warnings"))
     if warn_rows:
-        add(("p", "Degenerate partitions (DESIGN §5, failure signature 1) — read their metrics with care:"))
+        add(("p", "Degenerate partitions (docs/method.md §5, failure signature 1) — read their metrics with care:"))
         add(("ul", warn_rows))
     else:
         add(("p", "No degenerate partition (no coalition above half of the layer, singletons below 90%)."))

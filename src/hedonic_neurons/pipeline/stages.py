@@ -1,6 +1,6 @@
 """The stages of a study and the driver that runs them through the stage cache.
 
-Data flows one way (paper §3–§4, DESIGN §1–§8)::
+Data flows one way (paper §3–§4, docs/method.md §1–§8)::
 
     data → model (fine-tune or load) → capture (in-distribution and OOD records)
          → valuations φ per layer (OCA, exact / second-order PAS, null)
@@ -428,13 +428,10 @@ def _base_path(cfg: StudyConfig) -> str:
 
 def load_tokenizer(cfg: StudyConfig) -> Any:
     """The tokenizer of ``model.base`` (local files only unless configured otherwise)."""
-    from transformers import AutoTokenizer
+    from ..models import load_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(_base_path(cfg), local_files_only=cfg.model.local_files_only,
-                                        trust_remote_code=cfg.model.trust_remote_code)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
-    return tok
+    return load_tokenizer(_base_path(cfg), local_files_only=cfg.model.local_files_only,
+                          trust_remote_code=cfg.model.trust_remote_code)
 
 
 def _load_model(cfg: StudyConfig, adapter: str | None, fresh_lora: bool) -> Any:
@@ -466,7 +463,7 @@ def _stage_model(plan: StudyPlan, progress: bool) -> None:
             raise ArtifactError(f"model.adapter: {adir} has no adapter_config.json (a PEFT adapter directory).")
         write_json(unit.file("model.json"), {"adapter": str(adir.resolve()), "finetuned": False})
         return
-    from ..finetune import finetune
+    from ..models.finetune import finetune
 
     model = _load_model(cfg, None, fresh_lora=True)
     tok = load_tokenizer(cfg)
@@ -491,7 +488,7 @@ def _batches(tok: Any, pairs: pd.DataFrame, batch_size: int, max_length: int) ->
 
 
 def _stage_capture(plan: StudyPlan, unit: Unit, split: str, model: Any, tok: Any, progress: bool) -> None:
-    from ..capture import capture
+    from ..models.capture import capture
 
     cfg = plan.cfg
     pairs = _load_pairs(plan.data.file(f"{split}.parquet"))

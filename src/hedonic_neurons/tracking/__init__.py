@@ -1,4 +1,4 @@
-"""Cross-layer tracking of coalitions (paper §3.4, DESIGN §7).
+"""Cross-layer tracking of coalitions (paper §3.4, docs/method.md §7).
 
 Interaction mass between the coalitions of consecutive layers (:mod:`.mass`), transfer
 ratios α/β, maximum-weight matching and the persist/split/merge/vanish classification

@@ -1,4 +1,4 @@
-"""Interaction mass between the coalitions of two consecutive layers (paper §3.4, DESIGN §7).
+"""Interaction mass between the coalitions of two consecutive layers (paper §3.4, docs/method.md §7).
 
 For a source coalition ``C`` of layer ``ℓ`` and a target coalition ``C'`` of layer ``ℓ+1``
 
@@ -107,7 +107,7 @@ def interaction_mass_arrays(
     *,
     size_normalise: bool = True,
 ) -> np.ndarray:
-    """Interaction mass from plain arrays (DESIGN §7); the engine of :func:`interaction_mass`.
+    """Interaction mass from plain arrays (docs/method.md §7); the engine of :func:`interaction_mass`.
 
     Parameters
     ----------

@@ -474,7 +474,7 @@ def track(
     write: WriteKind = "weighted",
     layers: Sequence[int] | None = None,
 ) -> dict[tuple[int, int], TransitionTable]:
-    """Track coalitions across consecutive layers (paper §3.4, DESIGN §7).
+    """Track coalitions across consecutive layers (paper §3.4, docs/method.md §7).
 
     Parameters
     ----------

@@ -1,23 +1,36 @@
-"""Pairwise valuations φ_ij of a layer's players (DESIGN §3): OCA, exact and second-order PAS.
+"""Pairwise valuations φ_ij of a layer's players (docs/method.md §3): OCA, exact and second-order PAS.
 
 Every valuation returns a :class:`~hedonic_neurons.synergy.SynergyMatrix`. The PAS forms
 work on a captured :class:`~hedonic_neurons.records.LayerRecord`; :func:`pas_brute_force`
-is the slow reference through the real model.
+is the slow reference through the real model. Names load lazily: the NumPy-only
+:func:`null_valuation` does not import torch.
 """
 
 from __future__ import annotations
 
-from .first_order import first_order_product
-from .null import null_valuation
-from .oca import oca
-from .pas import marginals, pas, pas_pairs
+import importlib
+from typing import Any
 
-__all__ = ["first_order_product", "marginals", "null_valuation", "oca", "pas", "pas_brute_force", "pas_pairs"]
+_NAMES: dict[str, str] = {
+    "first_order_product": "first_order",
+    "null_valuation": "null",
+    "oca": "coactivation",
+    "marginals": "ablation_synergy",
+    "pas": "ablation_synergy",
+    "pas_pairs": "ablation_synergy",
+    "pas_brute_force": "brute_force",
+}
+
+__all__ = sorted(_NAMES)
 
 
-def __getattr__(name: str):
-    if name == "pas_brute_force":
-        from .brute_force import pas_brute_force
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-        return pas_brute_force
-    raise AttributeError(name)
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,4 +1,4 @@
-"""Shared preparation of the exact and second-order PAS (DESIGN §3).
+"""Shared preparation of the exact and second-order PAS (docs/method.md §3).
 
 From a :class:`~hedonic_neurons.records.LayerRecord` it computes, once per layer, the
 per-input scalars ``U_x = u^T y``, ``Y_x = |y|²`` and the per-player, per-input terms
@@ -124,7 +124,7 @@ def prepare(
     device: str | torch.device | None = None,
     what: str = "PAS",
 ) -> Prep:
-    """Per-layer preparation for the PAS formulas of DESIGN §3 (see module docstring).
+    """Per-layer preparation for the PAS formulas of docs/method.md §3 (see module docstring).
 
     Raises
     ------
@@ -134,10 +134,10 @@ def prepare(
     ro = record.readout
     if ro.is_linear:
         raise LinearReadoutError(
-            f"record.readout: norm='none' is linear in the players, so by DESIGN R1 "
+            f"record.readout: norm='none' is linear in the players, so by (R1) of docs/method.md "
             f"f(y) - f(y-δi) - f(y-δj) + f(y-δi-δj) = 0 for every pair and the {what} would be "
             "identically zero (floating-point noise). Capture the readout with the model's "
-            "RMSNorm/LayerNorm (DESIGN §2)."
+            "RMSNorm/LayerNorm (docs/method.md §2)."
         )
     dev = torch.device(device) if device is not None else torch.device("cpu")
     t = lambda v: torch.as_tensor(np.asarray(v), dtype=dtype, device=dev)  # noqa: E731

@@ -1,8 +1,8 @@
 """Brute-force PAS through the real model: the reference the closed forms are tested against.
 
 Every single and pair ablation is a real forward pass of the PEFT model under
-:func:`~hedonic_neurons.ablation.ablate` (LoRA factors masked, nothing merged); the
-local readout (DESIGN §2) is computed from the ablated layer's pooled output. Cost:
+:func:`~hedonic_neurons.models.ablation.ablate` (LoRA factors masked, nothing merged); the
+local readout (docs/method.md §2) is computed from the ablated layer's pooled output. Cost:
 ``n(n+1)/2 + 1`` forward passes over all batches, so use it on small layers.
 """
 
@@ -16,7 +16,7 @@ import torch
 
 from ..errors import InputError, LinearReadoutError
 from ..models.arch import architecture
-from ..readout import local_readout
+from ..models.readout import local_readout
 
 __all__ = ["pas_brute_force"]
 
@@ -58,7 +58,7 @@ def pas_brute_force(
         arr = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
         if arr.size and (arr.min() < 0 or arr.max() >= n):
             raise InputError(f"pairs: expected indices in [0, {n}), got min {arr.min()}, max {arr.max()}.")
-    from ..capture import layer_readout
+    from ..models.capture import layer_readout
 
     if layer_readout(model, layer, spec=spec).is_linear:  # pragma: no cover - models always have a norm
         raise LinearReadoutError("the local readout of this model is linear; PAS would be identically zero.")

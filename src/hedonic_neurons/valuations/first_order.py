@@ -1,4 +1,4 @@
-"""The released code's "PAS", under its own name: a product of first-order attributions (DESIGN §3).
+"""The released code's "PAS", under its own name: a product of first-order attributions (docs/method.md §3).
 
 ``φ_FO(i, j) = −E_x[(∂f/∂a_i · a_i)(∂f/∂a_j · a_j)]`` with ``∂f/∂a_i = ∇f(y)^T W'[:, i]``.
 This is **not** the pairwise ablation synergy: it is offered only to compare with the
@@ -52,5 +52,5 @@ def first_order_product(record: LayerRecord) -> SynergyMatrix:
     attr = np.asarray(record.a, np.float64) * (grad @ np.asarray(record.w_down, np.float64))  # (N, n)
     values = -(attr.T @ attr) / record.n_inputs
     meta = provenance(method="first-order-product", layer=record.layer, readout=record.readout.norm,
-                      n_inputs=record.n_inputs, n_players=record.n_players, note="not PAS (DESIGN §3)")
+                      n_inputs=record.n_inputs, n_players=record.n_players, note="not PAS (docs/method.md §3)")
     return SynergyMatrix(values.astype(np.float32), meta)

@@ -1,4 +1,4 @@
-"""Numba CPU kernel for the inner loop of the exact PAS (DESIGN §3).
+"""Numba CPU kernel for the inner loop of the exact PAS (docs/method.md §3).
 
 For a tile of players ``I × J`` it sums, over inputs ``x``, the readout after ablating
 both players of a pair:

@@ -1,4 +1,4 @@
-"""The null valuation: a random symmetric φ, the paper's "random pairwise valuations" control (DESIGN §3)."""
+"""The null valuation: a random symmetric φ, the paper's "random pairwise valuations" control (docs/method.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Orthogonality-correlation alignment (OCA), DESIGN §3 (paper §3.2).
+"""Orthogonality-correlation alignment (OCA), docs/method.md §3 (paper §3.2).
 
 ``φ_OCA(i, j) = (1 − |cos(w_i, w_j)|) · ρ(a_i, a_j)`` with ``w_i`` the player's direction
 (column ``i`` of ``W'_down`` by default) and ``ρ`` Pearson's correlation of the two

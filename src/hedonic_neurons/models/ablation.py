@@ -1,4 +1,4 @@
-"""Ablation = revert neurons to their pre-LoRA parameters by masking LoRA factors (DESIGN §1).
+"""Ablation = revert neurons to their pre-LoRA parameters by masking LoRA factors (docs/method.md §1).
 
 Ablating neuron ``k`` of layer ``ℓ`` restores row ``k`` of the in-projections
 (``W_up``/``W_gate`` or ``W_in``) and column ``k`` of ``W_down`` to their base values. With
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import InputError
-from .models.arch import architecture
-from .models.lora import lora_factors, mlp_linears
+from ..errors import InputError
+from .arch import architecture
+from .lora import lora_factors, mlp_linears
 
 __all__ = ["ablate"]
 
@@ -33,7 +33,7 @@ def _neuron_index(neurons: Any, n: int, layer: int) -> torch.Tensor:
 
 @contextmanager
 def ablate(model: torch.nn.Module, neurons: Mapping[int, Sequence[int] | np.ndarray]) -> Iterator[None]:
-    """Context manager: revert the given neurons' LoRA parameters to base (DESIGN §1, App. G).
+    """Context manager: revert the given neurons' LoRA parameters to base (docs/method.md §1, App. G).
 
     Parameters
     ----------

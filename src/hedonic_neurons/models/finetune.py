@@ -20,6 +20,7 @@ the head next to it. Validation loss and NDCG@10 (``ir_measures``) go to ``log.j
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -32,14 +33,57 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ArtifactError, InputError
-from .io import atomic_write, read_json, write_json
-from .pipeline.config import FinetuneConfig
-from .provenance import provenance
+from ..errors import ArtifactError, InputError
+from ..io import atomic_write, read_json, write_json
+from ..provenance import provenance
 
 __all__ = ["FinetuneResult", "finetune", "regression_targets", "relevance_groups", "trainable_parameters"]
 
 TASKS = ("cqtr", "mean_tf_l", "relevance")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (paper §4 and App. F).
+
+    Attributes
+    ----------
+    enabled : bool
+        Fine-tune a fresh adapter (true) or load ``model.adapter`` (false).
+    lr, weight_decay : float
+        AdamW learning rate (2e-4 in the paper) and weight decay.
+    batch_size : int
+        Effective batch (128 in the paper), reached by gradient accumulation over
+        micro-batches of ``micro_batch_size``. For ``relevance`` it counts queries, each
+        with one positive and ``n_negatives`` hard negatives.
+    epochs : float
+        Passes over the training pairs (3 in §4; App. F: 0.3 for CQTR / Mean-TF/L,
+        1 for the re-rankers). Fractions stop mid-epoch.
+    max_steps : int or None
+        Optimizer steps cap (overrides ``epochs`` when smaller).
+    warmup_ratio : float
+        0 (default): constant learning rate. Otherwise a linear warm-up over this fraction
+        of the steps, then a linear decay to 0.
+    n_negatives : int
+        Hard negatives per query for the relevance (softmax cross-entropy) loss.
+    eval_every, checkpoint_every : int
+        Optimizer steps between validation passes / checkpoints (0: only at the end).
+    seed : int
+    """
+
+    enabled: bool = True
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    micro_batch_size: int = 8
+    epochs: float = 3.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.0
+    n_negatives: int = 7
+    eval_every: int = 0
+    checkpoint_every: int = 100
+    max_grad_norm: float = 1.0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +133,7 @@ def regression_targets(pairs: Any, task: str) -> np.ndarray:
         return pairs["target"].to_numpy(dtype=np.float64)
     if task not in ("cqtr", "mean_tf_l"):
         raise InputError(f"task: expected 'cqtr' or 'mean_tf_l' for regression targets, got {task!r}.")
-    from .ir.targets import compute_targets
+    from ..ir.targets import compute_targets
 
     return np.asarray(compute_targets(pairs, task), dtype=np.float64)
 
@@ -145,12 +189,6 @@ def trainable_parameters(model: Any) -> dict[str, Any]:
 
 
 def _head_names(model: Any) -> set[str]:
-    try:
-        from .models import scalar_head_parameter_names  # type: ignore[attr-defined]
-
-        return set(scalar_head_parameter_names(model))
-    except (ImportError, AttributeError):
-        pass
     all_names = [name for name, _ in model.named_parameters()]
     saved = {n for n in all_names if ".modules_to_save." in n and "lora_" not in n}
     if saved:  # PEFT keeps a trainable copy of the head in modules_to_save
@@ -168,14 +206,14 @@ def _head_names(model: Any) -> set[str]:
 
 
 def _default_encode(tokenizer: Any, max_length: int) -> Callable[[list[str], list[str]], dict[str, Any]]:
-    from .models import encode_pairs
+    from . import encode_pairs
 
     # one batch per call: pair encoding for encoders, "query: ..., passage: ..." + EOS for decoders
     return lambda q, p: encode_pairs(tokenizer, q, p, max_length=max_length, batch_size=max(1, len(q)))[0]
 
 
 def _default_score() -> Callable[[Any, dict[str, Any]], Any]:
-    from .models import score
+    from . import score
 
     return score
 
@@ -467,9 +505,7 @@ def finetune(
 
 
 def _cfg_dict(cfg: FinetuneConfig) -> dict[str, Any]:
-    from .pipeline.config import to_dict
-
-    return to_dict(cfg)
+    return dataclasses.asdict(cfg)
 
 
 def _micro_loss(model: Any, encode: Callable, score: Callable, pairs: Any, task: str, rows: np.ndarray,
@@ -520,7 +556,7 @@ def save_adapter(model: Any, trainable: dict[str, Any], directory: str | os.Path
     tmp.mkdir(parents=True)
     peft_model.save_pretrained(str(tmp))
     try:
-        from .models import save_head
+        from . import save_head
 
         save_head(peft_model, tmp)
     except ImportError:  # pragma: no cover - the model side always ships save_head

@@ -1,7 +1,7 @@
-"""Pairwise ablation synergy (PAS): exact closed form and second-order GEMM form (DESIGN §3).
+"""Pairwise ablation synergy (PAS): exact closed form and second-order GEMM form (docs/method.md §3).
 
 ``φ_PAS(i, j) = E_x[f(y) − f(y−δ_i) − f(y−δ_j) + f(y−δ_i−δ_j)]`` (paper App. G, eq. 7)
-on the layer-local readout ``f(y) = u^T N(y) + b`` (DESIGN §2). With the per-input
+on the layer-local readout ``f(y) = u^T N(y) + b`` (docs/method.md §2). With the per-input
 scalars of :mod:`._prep`,
 
     f(y − δ_i − δ_j) − b = (U − p_i − p_j) / sqrt((Y − 2q_i − 2q_j + s_i + s_j + 2G_ij)/d + ε),
@@ -101,7 +101,7 @@ def _exact_matrix(pp: Prep, backend: str, tile: int, progress: bool) -> np.ndarr
 
 
 def _second_order_matrix(pp: Prep, tile: int, progress: bool) -> np.ndarray:
-    """Tiled GEMM form of ``mean_x δ_i^T H(y) δ_j`` (DESIGN §3).
+    """Tiled GEMM form of ``mean_x δ_i^T H(y) δ_j`` (docs/method.md §3).
 
     With ``D = U c1`` the Gram term ``Σ_x D_x G_ij(x)`` regroups, using ``K2 = K3 + c``,
     ``K2t = K3 + c'``, ``K1 = K3 + c + c' + q`` (rank-R corrections) and ``Δ = a − a_base``, as
@@ -194,7 +194,7 @@ def pas(
     seed: int = 0,
     progress: bool = False,
 ) -> SynergyMatrix:
-    """Pairwise ablation synergy of one layer on its local readout (DESIGN §3, eq. 7).
+    """Pairwise ablation synergy of one layer on its local readout (docs/method.md §3, eq. 7).
 
     Parameters
     ----------
@@ -277,7 +277,7 @@ def pas_pairs(
     record: LayerRecord, pairs: np.ndarray, *, dtype: torch.dtype = torch.float64,
     device: str | torch.device | None = None,
 ) -> np.ndarray:
-    """Exact PAS at the given pairs only: ``pairs`` (m, 2) int -> (m,) float64 (DESIGN §3)."""
+    """Exact PAS at the given pairs only: ``pairs`` (m, 2) int -> (m,) float64 (docs/method.md §3)."""
     arr = np.asarray(pairs, dtype=np.int64)
     if arr.ndim != 2 or arr.shape[1] != 2:
         raise InputError(f"pairs: expected shape (m, 2), got {arr.shape}.")

@@ -1,4 +1,4 @@
-"""Activation capture at the pooled position: one :class:`LayerRecord` per layer (DESIGN §1).
+"""Activation capture at the pooled position: one :class:`LayerRecord` per layer (docs/method.md §1).
 
 For each requested layer and input, at the pooled position (last non-pad token for
 decoders, CLS for encoders; left or right padding):
@@ -33,13 +33,13 @@ from typing import Any, cast
 import numpy as np
 import torch
 
-from .errors import ArtifactError, InputError
-from .io import load_arrays, read_json, save_arrays, write_json
-from .models.arch import ArchSpec, architecture, unwrap
-from .models.load import model_inputs, pooled_positions
-from .models.lora import base_bias, base_weight, lora_factors, merged_weight, mlp_linears
-from .provenance import provenance
-from .records import LayerRecord, Readout
+from ..errors import ArtifactError, InputError
+from ..io import load_arrays, read_json, save_arrays, write_json
+from ..provenance import provenance
+from ..records import LayerRecord, Readout
+from .arch import ArchSpec, architecture, unwrap
+from .load import model_inputs, pooled_positions
+from .lora import base_bias, base_weight, lora_factors, merged_weight, mlp_linears
 
 __all__ = ["capture", "collect_pooled", "layer_readout", "load_records"]
 
@@ -165,7 +165,7 @@ def _fixed_arrays(parts: dict[str, Any], dtype: type) -> dict[str, np.ndarray]:
 
 
 def layer_readout(model: torch.nn.Module, layer: int, *, spec: ArchSpec | None = None) -> Readout:
-    """The layer-local readout of DESIGN §2 as a :class:`Readout`.
+    """The layer-local readout of docs/method.md §2 as a :class:`Readout`.
 
     Decoders: the model's final RMSNorm/LayerNorm then the head; post-norm encoders: the
     block's own output LayerNorm then the head.
@@ -230,7 +230,7 @@ def capture(
     progress: bool = True,
     dtype: type = np.float32,
 ) -> dict[int, LayerRecord]:
-    """Capture :class:`LayerRecord` s of ``layers`` over ``batches`` (DESIGN §1).
+    """Capture :class:`LayerRecord` s of ``layers`` over ``batches`` (docs/method.md §1).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Readouts of a model under ablation: ``local`` (layer-local logit) and ``final`` (DESIGN §2).
+"""Readouts of a model under ablation: ``local`` (layer-local logit) and ``final`` (docs/method.md §2).
 
 * ``local`` (default): ``f(y) = w^T N(y) + b`` on layer ℓ's pooled output ``y``, with ``N``
   the model's final RMSNorm/LayerNorm (decoders) or the block's own output LayerNorm
@@ -16,12 +16,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ..errors import InputError
+from ..records import Readout
 from .ablation import ablate
+from .arch import architecture
 from .capture import collect_pooled, layer_readout
-from .errors import InputError
-from .models.arch import architecture
-from .models.load import score
-from .records import Readout
+from .load import score
 
 __all__ = ["apply_readout", "final_readout", "local_readout", "readout"]
 
@@ -63,7 +63,7 @@ def local_readout(
     ablation: Mapping[int, Sequence[int]] | None = None,
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
-    """The layer-local readout of ``layer`` over ``batches`` (DESIGN §2), optionally ablated.
+    """The layer-local readout of ``layer`` over ``batches`` (docs/method.md §2), optionally ablated.
 
     Parameters
     ----------
