@@ -22,7 +22,10 @@ from .errors import ArtifactError, InputError
 from .io import atomic_write, json_default
 from .provenance import provenance
 
-__all__ = ["Partition", "PartitionSummary"]
+__all__ = ["PARTITION_FORMAT", "Partition", "PartitionSummary"]
+
+#: The ``format`` tag of a partition JSON file.
+PARTITION_FORMAT = "hedonic-neurons/partition@1"
 
 
 @dataclass(frozen=True)
@@ -124,17 +127,38 @@ class Partition:
             If a coalition is empty, a player appears twice, a player is out of range,
             or a player in ``0..n-1`` is missing.
         """
-        groups = [np.asarray(list(c), dtype=np.int64).reshape(-1) for c in coalitions]
+        groups = []
+        for idx, c in enumerate(coalitions):
+            try:
+                g = np.asarray(list(c))
+            except TypeError as exc:
+                raise InputError(f"coalitions: coalition #{idx} is not a list of players ({exc}).") from exc
+            if g.size and (g.ndim != 1 or not np.issubdtype(g.dtype, np.integer)):
+                raise InputError(
+                    f"coalitions: coalition #{idx} must be a flat list of integer players, got dtype {g.dtype}, "
+                    f"shape {g.shape}."
+                )
+            groups.append(g.astype(np.int64).reshape(-1))
         total = sum(g.size for g in groups)
         if n is None:
             n = total
-        labels = np.full(n, -1, dtype=np.int64)
+        n = int(n)
         for idx, g in enumerate(groups):
             if g.size == 0:
                 raise InputError(f"coalitions: coalition #{idx} is empty; coalitions must be non-empty.")
             if g.min() < 0 or g.max() >= n:
                 bad = g[(g < 0) | (g >= n)][0]
                 raise InputError(f"coalitions: player {bad} in coalition #{idx} is outside 0..{n - 1}.")
+        if n > total:  # every member is in range but some player is missing; n may be absurd, so no allocation
+            present = np.unique(np.concatenate(groups)) if groups else np.zeros(0, np.int64)
+            off = np.flatnonzero(present != np.arange(present.size))
+            first = int(off[0]) if off.size else int(present.size)  # smallest player not present
+            raise InputError(
+                f"coalitions: players [{first}, ...] are not covered (n_players={n} but the coalitions hold "
+                f"{total} members; expected every player 0..{n - 1} exactly once)."
+            )
+        labels = np.full(n, -1, dtype=np.int64)
+        for idx, g in enumerate(groups):
             if np.unique(g).size != g.size or np.any(labels[g] >= 0):
                 dup = next(int(p) for p in g if labels[p] >= 0 or np.count_nonzero(g == p) > 1)
                 raise InputError(f"coalitions: player {dup} appears more than once.")
@@ -221,7 +245,7 @@ class Partition:
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": "hedonic-neurons/partition@1",
+            "format": PARTITION_FORMAT,
             "n_players": self.n_players,
             "coalitions": [c.tolist() for c in self.coalitions],
             "meta": self.meta,
@@ -236,27 +260,70 @@ class Partition:
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Partition:
-        if not isinstance(data, dict) or "coalitions" not in data:
-            raise ArtifactError("partition: expected a JSON object with a 'coalitions' list.")
-        return cls.from_coalitions(data["coalitions"], n=data.get("n_players"), meta=data.get("meta") or {})
+    def from_dict(cls, data: dict[str, Any], source: str = "partition") -> Partition:
+        """Build from the JSON object written by :meth:`to_dict`, accepting exactly that schema.
+
+        Keys: ``coalitions`` (required; a list of lists of non-negative JSON integers),
+        ``n_players`` (optional non-negative integer; must equal the number of members),
+        ``format`` (optional; must be ``"hedonic-neurons/partition@1"``) and ``meta``
+        (optional object or null). Floats, booleans, numeric strings, nested lists and
+        unknown keys are refused rather than coerced.
+
+        Raises
+        ------
+        ArtifactError
+            When the object does not follow the schema (names ``source`` and the key).
+        InputError
+            When it follows the schema but is not a partition (a player missing,
+            repeated or out of range).
+        """
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{source}: expected a JSON object with a 'coalitions' list, got {type(data).__name__}.")
+        unknown = sorted(set(data) - {"format", "n_players", "coalitions", "meta"})
+        if unknown:
+            raise ArtifactError(
+                f"{source}: unknown keys {unknown}; a partition has 'format', 'n_players', 'coalitions', 'meta'."
+            )
+        if "format" in data and data["format"] != PARTITION_FORMAT:
+            raise ArtifactError(f"{source}: format {data['format']!r} is not {PARTITION_FORMAT!r}.")
+        if "coalitions" not in data:
+            raise ArtifactError(f"{source}: expected a JSON object with a 'coalitions' list.")
+        coalitions = data["coalitions"]
+        if not isinstance(coalitions, list):
+            raise ArtifactError(f"{source}: 'coalitions' must be a list of lists of integers, got "
+                                f"{type(coalitions).__name__}.")
+        for idx, c in enumerate(coalitions):
+            if not isinstance(c, list):
+                raise ArtifactError(f"{source}: coalition #{idx} must be a list of integers, got {c!r:.60}.")
+            for v in c:
+                if isinstance(v, bool) or not isinstance(v, int):
+                    raise ArtifactError(
+                        f"{source}: coalition #{idx} holds {v!r:.40} ({type(v).__name__}); players are JSON integers."
+                    )
+        n = data.get("n_players")
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise ArtifactError(f"{source}: 'n_players' must be a non-negative integer, got {n!r:.40}.")
+        meta = data.get("meta")
+        if meta is not None and not isinstance(meta, dict):
+            raise ArtifactError(f"{source}: 'meta' must be a JSON object or null, got {type(meta).__name__}.")
+        return cls.from_coalitions(coalitions, n=n, meta=meta or {})
 
     @classmethod
     def from_json(cls, source: str | os.PathLike[str]) -> Partition:
-        """Load from a JSON string or a path to a JSON file."""
+        """Load from a JSON string or a path to a JSON file (schema: :meth:`from_dict`)."""
+        from .io import loads_json, read_text
+
         text: str
+        where = "partition"
         if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.lstrip().startswith("{")):
             p = Path(source)
-            if not p.is_file():
+            if not p.is_file() and not p.is_dir():
                 raise ArtifactError(f"{p}: partition file not found.")
-            text = p.read_text(encoding="utf-8")
+            text = read_text(p, "a partition JSON file")
+            where = str(p)
         else:
             text = str(source)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArtifactError(f"partition: malformed JSON ({exc.msg} at line {exc.lineno}).") from exc
-        return cls.from_dict(data)
+        return cls.from_dict(loads_json(text, where), where)
 
 
 def _canonical_labels(labels: np.ndarray) -> np.ndarray:
