@@ -18,7 +18,7 @@ from ..partition import Partition, _default_meta
 from ._engine import run_top_cover_loop
 from ._sampling import all_coalitions, sample_coalitions
 from .preferences import _key_columns, _lex_greater, _sample_tops, check_game_phi, check_k
-from .top_cover import _check_emit
+from .top_cover import _check_emit, clamp_k
 
 __all__ = ["SAMPLERS", "pac_top_cover", "sample_values"]
 
@@ -278,6 +278,22 @@ class _PacState:
         return self._refresh_B(np.concatenate(touched))
 
 
+#: Largest working memory (bytes) :func:`pac_top_cover` will try to allocate for its
+#: reservoir and coalition store; larger ``m``/``omega`` are refused before allocation.
+PAC_MAX_BYTES = 1 << 36
+
+
+def _check_reservoir_bytes(n: int, k: int, m: int, omega: int, size_max: int) -> None:
+    """Refuse ``m``/``omega`` whose reservoir and store would exceed :data:`PAC_MAX_BYTES`."""
+    w = max(min(size_max, n), 1)
+    need = 8 * w * (m + omega * (2 * k + 5))  # reservoir (m, w) + keys (omega, w, 2k+3) + tops/mem
+    if need > PAC_MAX_BYTES:
+        raise InputError(
+            f"m, omega: m={m} draws and omega={omega} kept coalitions of up to {w} players need about "
+            f"{need / 2**30:.0f} GiB; expected at most {PAC_MAX_BYTES / 2**30:.0f} GiB (lower m or omega)."
+        )
+
+
 def pac_top_cover(
     phi: Any,
     k: int = 3,
@@ -384,6 +400,11 @@ def pac_top_cover(
     seed_meta = seed if not isinstance(seed, np.random.Generator) else "generator"
     rng = as_generator(seed)
     n = arr.shape[0]
+    if omega > m:
+        raise InputError(f"omega: expected 1 <= omega <= m (omega coalitions are taken from m draws), "
+                         f"got omega={omega}, m={m}.")
+    if sampler != "exhaustive":
+        _check_reservoir_bytes(n, clamp_k(k, n), m, omega, hi)
     if sampler == "exhaustive" and n > EXHAUSTIVE_MAX_N:
         raise InputError(
             f"sampler: 'exhaustive' enumerates all 2^n coalitions and is limited to n <= "
@@ -394,7 +415,7 @@ def pac_top_cover(
     )
     if n == 0:
         return Partition.from_labels(np.zeros(0, dtype=np.int64), {**meta, "n_rounds": 0})
-    state = _PacState(arr, k, m, omega, (lo, hi), sampler, rng)
+    state = _PacState(arr, clamp_k(k, n), m, omega, (lo, hi), sampler, rng)
     labels, rounds = run_top_cover_loop(state.B, state.update, emit, progress, "pac_top_cover")
     meta.update(n_rounds=rounds, n_samples_drawn=state.n_drawn, n_reservoir_refreshes=state.n_refresh)
     return Partition.from_labels(labels, meta)

@@ -34,6 +34,7 @@ from .preferences import (
     check_game_phi,
     check_k,
 )
+from .top_cover import clamp_k
 
 __all__ = [
     "BRUTE_FORCE_MAX_N",
@@ -163,6 +164,7 @@ def blocking_rate(
     lo, hi = check_size_range(size_range, "size_range")
     rng = as_generator(seed)
     n = arr.shape[0]
+    k = clamp_k(k, n)
     part = _check_partition(partition, n)
     if n == 0:
         return BlockingRate(0.0, 1.0, 0, 0)
@@ -184,6 +186,7 @@ def find_blocking_coalition(phi: Any, partition: Partition | Any, k: int = 3) ->
     arr = check_game_phi(phi)
     k = check_k(k)
     n = arr.shape[0]
+    k = clamp_k(k, n)
     if n > BRUTE_FORCE_MAX_N:
         raise InputError(
             f"phi: the brute-force core check enumerates all 2^n coalitions and is limited to n <= "
@@ -214,7 +217,7 @@ def internally_unstable_coalitions(phi: Any, partition: Partition | Any, k: int 
     members and is smaller than C, so X blocks (docs/method.md §5 (c)).
     """
     arr = check_game_phi(phi)
-    k = check_k(k)
+    k = clamp_k(check_k(k), arr.shape[0])
     part = _check_partition(partition, arr.shape[0])
     bad: list[int] = []
     for idx, C in enumerate(part.coalitions):

@@ -98,6 +98,17 @@ class _PartnerLists:
             self._refill(i, alive)
 
 
+def clamp_k(k: int, n: int) -> int:
+    """``min(k, n - 1)`` (at least 1): the largest ``k`` that can change a top-``k`` game on ``n`` players.
+
+    A choice set ``top_i(X)`` holds at most ``|X| - 1 <= n - 1`` partners, so every ``k >= n - 1``
+    gives the same choice sets, and utilities ``u_i = (1/k) sum phi_ij`` that differ only by the
+    common factor ``(n-1)/k`` (docs/method.md, "The game"): the same preferences and the same
+    partitions. Clamping keeps a huge ``k`` from allocating ``n x k`` tables.
+    """
+    return max(min(int(k), n - 1), 1)
+
+
 def top_cover(
     phi: Any, k: int = 3, emit: Literal["smallest", "all"] = "smallest", *, progress: bool = False
 ) -> Partition:
@@ -142,9 +153,10 @@ def top_cover(
         If ``phi`` is not a finite numeric square matrix, ``k < 1``, or ``emit`` is unknown.
     """
     arr = check_game_phi(phi)
-    k = check_k(k)
+    k_given = k = check_k(k)
     _check_emit(emit)
     n = arr.shape[0]
+    k = clamp_k(k, n)
     lists = _PartnerLists(arr, k)
     alive = np.ones(n, dtype=bool)
     B = np.full((n, k), -1, dtype=np.int64)
@@ -164,6 +176,6 @@ def top_cover(
         return changed
 
     labels, rounds = run_top_cover_loop(B, update, emit, progress, "top_cover")
-    meta = _default_meta("top_cover", k=k, emit=emit)
+    meta = _default_meta("top_cover", k=k_given, emit=emit)
     meta["n_rounds"] = rounds
     return Partition.from_labels(labels, meta)
