@@ -60,6 +60,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, message: str) -> int:
+    """Print one clean line on stderr (newlines in ``message`` folded) and return exit code 2."""
+    one_line = " ".join(str(message).split())
+    print(f"hedonic {command}: error: {one_line}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``hedonic`` command line; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -72,8 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except HedonicError as exc:
-        print(f"hedonic {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(exc))
+    except RecursionError:
+        return _fail(args.command, "an input is nested too deeply to read (JSON/YAML nesting bomb?); refused.")
+    except UnicodeDecodeError as exc:
+        return _fail(args.command, f"an input file is not valid UTF-8 text (byte {exc.start}: {exc.reason}).")
+    except MemoryError:
+        return _fail(args.command, "out of memory; the inputs or parameters ask for more memory than is available "
+                                   "(lower the sizes, e.g. --m, --omega, --max-inputs).")
     except KeyboardInterrupt:
         print(f"hedonic {args.command}: interrupted; completed work is saved and a re-run resumes.", file=sys.stderr)
         return 130

@@ -84,10 +84,38 @@ def register(subparsers: Any) -> None:
     s.set_defaults(func=run_stability)
 
 
+def _check_common(args: argparse.Namespace) -> None:
+    """Argument checks that need no data: run before anything is loaded or computed."""
+    from .._validation import check_positive_int, check_size_range
+
+    check_positive_int(args.k, "--k")
+    check_size_range((args.size_min, args.size_max), "--size-min/--size-max")
+    check_positive_int(args.seed, "--seed", minimum=0)
+
+
+def _check_partition_args(args: argparse.Namespace) -> None:
+    from ..errors import InputError
+    from ..io import check_output_path
+
+    _check_common(args)
+    if args.method == "pac":
+        from .._validation import check_positive_int
+
+        check_positive_int(args.m, "--m")
+        check_positive_int(args.omega, "--omega")
+        if args.omega > args.m:
+            raise InputError(f"--omega: expected 1 <= omega <= m, got --omega {args.omega} with --m {args.m}.")
+    if args.eps_samples < 0:
+        raise InputError(f"--eps-samples: expected an integer >= 0, got {args.eps_samples}.")
+    if args.out:
+        check_output_path(args.out, "--out", inputs=[args.phi], suffixes=(".json",))
+
+
 def run_partition(args: argparse.Namespace) -> int:
     """Run ``hedonic partition``; returns the exit code."""
     from ..game import blocking_rate, pac_top_cover, top_cover
 
+    _check_partition_args(args)
     phi = _load_phi(args.phi)
     if args.method == "exact":
         part = top_cover(phi, k=args.k, emit=args.emit, progress=True)
@@ -116,6 +144,10 @@ def run_stability(args: argparse.Namespace) -> int:
     from ..game.stability import BRUTE_FORCE_MAX_N
     from ..partition import Partition
 
+    _check_common(args)
+    from .._validation import check_positive_int
+
+    check_positive_int(args.n_samples, "--n-samples")
     phi = _load_phi(args.phi)
     part = Partition.from_json(Path(args.partition))
     print(part.summary())
