@@ -4,6 +4,14 @@ All baselines return the same :class:`~hedonic_neurons.partition.Partition` type
 game and match the hedonic partition's number of coalitions (Random also matches its
 size histogram). Clustering uses scikit-learn.
 
+Each baseline has two doors to one code path, as scikit-learn's ``k_means``/``KMeans``:
+an estimator (:class:`RandomPartition`, :class:`SphericalKMeans`, :class:`Hierarchical`)
+with hyper-parameters in ``__init__``, ``fit(X) -> self`` and the fitted ``partition_``,
+``labels_``, ``coalitions_`` — the same interface as
+:class:`~hedonic_neurons.game.TopCover` — and a function (:func:`random_partition`,
+:func:`spherical_kmeans`, :func:`hierarchical`) that builds the estimator, fits it and
+returns its ``partition_``.
+
 ``profiles`` is each player's activation profile over the inputs, shape
 ``(n_players, N)`` (for a :class:`~hedonic_neurons.records.LayerRecord`, ``record.a.T``).
 
@@ -17,6 +25,7 @@ there are distinct (normalised) profiles raises :class:`~hedonic_neurons.errors.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -25,7 +34,15 @@ from ._validation import as_generator, check_positive_int
 from .errors import InputError
 from .partition import Partition, _default_meta
 
-__all__ = ["hierarchical", "matched_baselines", "random_partition", "spherical_kmeans"]
+__all__ = [
+    "Hierarchical",
+    "RandomPartition",
+    "SphericalKMeans",
+    "hierarchical",
+    "matched_baselines",
+    "random_partition",
+    "spherical_kmeans",
+]
 
 
 def _sizes_list(sizes: Any) -> list[int]:
@@ -49,29 +66,12 @@ def _sizes_list(sizes: Any) -> list[int]:
     return [int(s) for s in arr]
 
 
-def random_partition(sizes: Sequence[int] | Mapping[int, int] | np.ndarray, seed: int | np.random.Generator = 0) -> Partition:
-    """Uniformly random partition with a given size histogram (paper §4 "Random").
+Sizes = Sequence[int] | Mapping[int, int] | np.ndarray | Partition
+Seed = int | np.random.Generator
 
-    Parameters
-    ----------
-    sizes : sequence of int, or mapping ``{size: count}``
-        Coalition sizes (e.g. ``reference.sizes``) or a size histogram; ``n = Σ sizes``.
-    seed : int or numpy.random.Generator
-        One random permutation of the players is cut into blocks of the given sizes.
 
-    Returns
-    -------
-    Partition
-        ``meta["method"] = "random"``.
-    """
-    rng = as_generator(seed)
-    lst = _sizes_list(sizes)
-    n = int(sum(lst))
-    perm = rng.permutation(n)
-    labels = np.empty(n, dtype=np.int64)
-    labels[perm] = np.repeat(np.arange(len(lst)), lst)
-    seed_meta = seed if not isinstance(seed, np.random.Generator) else "generator"
-    return Partition.from_labels(labels, _default_meta("random", n_coalitions=len(lst), seed=seed_meta))
+def _seed_meta(seed: Seed) -> int | str:
+    return seed if not isinstance(seed, np.random.Generator) else "generator"
 
 
 def _normalised(profiles: Any, n_clusters: int) -> np.ndarray:
@@ -97,15 +97,201 @@ def _normalised(profiles: Any, n_clusters: int) -> np.ndarray:
     return X
 
 
-def _int_seed(seed: int | np.random.Generator) -> int:
+def _int_seed(seed: Seed) -> int:
     if isinstance(seed, np.random.Generator):
         return int(seed.integers(0, 2**31 - 1))
     as_generator(seed)  # validates
     return int(seed)
 
 
-def spherical_kmeans(profiles: Any, n_clusters: int, seed: int | np.random.Generator = 0) -> Partition:
+@dataclass
+class _BaselineEstimator:
+    """Fitted-state handling shared by the baseline estimators (not public).
+
+    The interface is that of :class:`~hedonic_neurons.game.TopCover`: ``fit`` returns
+    ``self``; ``partition_``, ``labels_`` and ``coalitions_`` read the fitted partition;
+    ``get_params``/``set_params`` as in scikit-learn.
+    """
+
+    partition_: Partition | None = field(default=None, init=False, repr=False)
+
+    def _fit_partition(self, X: Any) -> Partition:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, X: Any, y: None = None) -> _BaselineEstimator:
+        """Partition the players, one row of ``X`` each (shape (n_players, N)).
+
+        ``y`` is ignored; it is accepted so the estimator fits scikit-learn pipelines.
+        """
+        self.partition_ = self._fit_partition(X)
+        return self
+
+    def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
+        """Fit and return ``labels_``, shape (n_players,)."""
+        return self.fit(X).labels_
+
+    def _fitted(self) -> Partition:
+        if self.partition_ is None:
+            raise InputError(f"{type(self).__name__}: call fit(X) before reading fitted attributes.")
+        return self.partition_
+
+    @property
+    def labels_(self) -> np.ndarray:
+        """Coalition index of every player, shape (n_players,) (largest coalition is 0)."""
+        return self._fitted().labels
+
+    @property
+    def coalitions_(self) -> list[np.ndarray]:
+        """Sorted member arrays, largest first."""
+        return self._fitted().coalitions
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """Hyper-parameters, as scikit-learn's ``get_params``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
+
+    def set_params(self, **params: Any) -> _BaselineEstimator:
+        """Set hyper-parameters, as scikit-learn's ``set_params``; unknown names are refused."""
+        valid = self.get_params()
+        for name, value in params.items():
+            if name not in valid:
+                raise InputError(f"{type(self).__name__}: unknown parameter {name!r}; valid: {sorted(valid)}.")
+            setattr(self, name, value)
+        return self
+
+
+@dataclass
+class RandomPartition(_BaselineEstimator):
+    """Uniformly random partition with a given size histogram (paper §4 "Random"; docs/method.md §6).
+
+    Parameters
+    ----------
+    sizes : sequence of int, mapping ``{size: count}`` or Partition
+        Coalition sizes (e.g. the hedonic partition itself, or its ``sizes``) or a size
+        histogram; ``n_players = Σ sizes``.
+    random_state : int or numpy.random.Generator
+        One random permutation of the players is cut into blocks of the given sizes.
+
+    Notes
+    -----
+    ``fit(X)`` uses ``X`` only for its number of rows, which must equal ``Σ sizes``;
+    ``fit(None)`` takes ``n_players`` from ``sizes``.
+
+    Examples
+    --------
+    >>> from hedonic_neurons.baselines import RandomPartition
+    >>> sorted(RandomPartition(sizes=[3, 2, 1], random_state=0).fit(None).partition_.sizes.tolist())
+    [1, 2, 3]
+    """
+
+    sizes: Sizes = ()
+    random_state: Seed = 0
+
+    def _fit_partition(self, X: Any) -> Partition:
+        lst = _sizes_list(self.sizes)
+        n = int(sum(lst))
+        if X is not None:
+            shape = np.shape(X)
+            if len(shape) < 1 or shape[0] != n:
+                raise InputError(f"X: expected {n} rows (one per player, n = sum of sizes), got shape {shape}.")
+        rng = as_generator(self.random_state)
+        perm = rng.permutation(n)
+        labels = np.empty(n, dtype=np.int64)
+        labels[perm] = np.repeat(np.arange(len(lst)), lst)
+        meta = _default_meta("random", n_coalitions=len(lst), seed=_seed_meta(self.random_state))
+        return Partition.from_labels(labels, meta)
+
+
+@dataclass
+class SphericalKMeans(_BaselineEstimator):
+    """k-means on ℓ2-normalised activation profiles (paper §4 "K-means (Spherical)"; docs/method.md §6).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of coalitions (matched to the hedonic partition's).
+    n_init : int
+        k-means++ restarts of :class:`sklearn.cluster.KMeans`.
+    random_state : int or numpy.random.Generator
+        ``random_state`` of :class:`sklearn.cluster.KMeans`; a Generator gives one draw.
+
+    Notes
+    -----
+    ``fit(X)`` takes the activation profiles, shape (n_players, N). Euclidean k-means on
+    unit vectors (centroids are not re-projected onto the sphere), the usual way
+    "spherical k-means" is run with scikit-learn. Zero rows stay zero.
+    """
+
+    n_clusters: int = 8
+    n_init: int = 4
+    random_state: Seed = 0
+
+    def _fit_partition(self, X: Any) -> Partition:
+        from sklearn.cluster import KMeans
+
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        n_init = check_positive_int(self.n_init, "n_init")
+        Xn = _normalised(X, k)
+        rs = _int_seed(self.random_state)
+        km = KMeans(n_clusters=k, n_init=n_init, random_state=rs).fit(Xn)
+        meta = _default_meta("spherical_kmeans", n_clusters=k, seed=_seed_meta(self.random_state))
+        return Partition.from_labels(km.labels_, meta)
+
+
+@dataclass
+class Hierarchical(_BaselineEstimator):
+    """Ward agglomerative clustering of ℓ2-normalised profiles, cut at ``n_clusters`` (docs/method.md §6).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of coalitions (matched to the hedonic partition's).
+
+    Notes
+    -----
+    ``fit(X)`` takes the activation profiles, shape (n_players, N). Euclidean distance
+    between unit vectors is ``sqrt(2 - 2 cos)``, a monotone function of the cosine
+    distance, so this is "Ward + cosine". Deterministic. Uses
+    :class:`sklearn.cluster.AgglomerativeClustering` (memory ``O(n²)``).
+    """
+
+    n_clusters: int = 8
+
+    def _fit_partition(self, X: Any) -> Partition:
+        from sklearn.cluster import AgglomerativeClustering
+
+        k = check_positive_int(self.n_clusters, "n_clusters")
+        Xn = _normalised(X, k)
+        if Xn.shape[0] == 1:
+            labels = np.zeros(1, dtype=np.int64)
+        else:
+            labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(Xn).labels_
+        return Partition.from_labels(labels, _default_meta("hierarchical", n_clusters=k))
+
+
+def random_partition(sizes: Sizes, seed: Seed = 0) -> Partition:
+    """Uniformly random partition with a given size histogram (paper §4 "Random").
+
+    The function door of :class:`RandomPartition`.
+
+    Parameters
+    ----------
+    sizes : sequence of int, mapping ``{size: count}`` or Partition
+        Coalition sizes (e.g. ``reference.sizes``) or a size histogram; ``n = Σ sizes``.
+    seed : int or numpy.random.Generator
+        One random permutation of the players is cut into blocks of the given sizes.
+
+    Returns
+    -------
+    Partition
+        ``meta["method"] = "random"``.
+    """
+    return RandomPartition(sizes=sizes, random_state=seed).fit(None)._fitted()
+
+
+def spherical_kmeans(profiles: Any, n_clusters: int, seed: Seed = 0) -> Partition:
     """k-means on ℓ2-normalised activation profiles (paper §4 "K-means (Spherical)").
+
+    The function door of :class:`SphericalKMeans` (``n_init=4``).
 
     Parameters
     ----------
@@ -114,37 +300,30 @@ def spherical_kmeans(profiles: Any, n_clusters: int, seed: int | np.random.Gener
     seed : int or numpy.random.Generator
         ``random_state`` of :class:`sklearn.cluster.KMeans` (k-means++, ``n_init=4``).
 
-    Notes
-    -----
-    Euclidean k-means on unit vectors (centroids are not re-projected onto the sphere),
-    the usual way "spherical k-means" is run with scikit-learn. Zero rows stay zero.
+    Returns
+    -------
+    Partition
+        ``meta["method"] = "spherical_kmeans"``.
     """
-    from sklearn.cluster import KMeans
-
-    k = check_positive_int(n_clusters, "n_clusters")
-    X = _normalised(profiles, k)
-    rs = _int_seed(seed)
-    km = KMeans(n_clusters=k, n_init=4, random_state=rs).fit(X)
-    seed_meta = seed if not isinstance(seed, np.random.Generator) else "generator"
-    return Partition.from_labels(km.labels_, _default_meta("spherical_kmeans", n_clusters=k, seed=seed_meta))
+    return SphericalKMeans(n_clusters=n_clusters, random_state=seed).fit(profiles)._fitted()
 
 
 def hierarchical(profiles: Any, n_clusters: int) -> Partition:
     """Ward agglomerative clustering of ℓ2-normalised profiles, cut at ``n_clusters`` (paper §4).
 
-    Euclidean distance between unit vectors is ``sqrt(2 - 2 cos)``, a monotone function of
-    the cosine distance, so this is "Ward + cosine" (docs/method.md §6). Deterministic.
-    Uses :class:`sklearn.cluster.AgglomerativeClustering` (memory ``O(n²)``).
-    """
-    from sklearn.cluster import AgglomerativeClustering
+    The function door of :class:`Hierarchical`: "Ward + cosine" (docs/method.md §6).
 
-    k = check_positive_int(n_clusters, "n_clusters")
-    X = _normalised(profiles, k)
-    if X.shape[0] == 1:
-        labels = np.zeros(1, dtype=np.int64)
-    else:
-        labels = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(X).labels_
-    return Partition.from_labels(labels, _default_meta("hierarchical", n_clusters=k))
+    Parameters
+    ----------
+    profiles : array_like, shape (n_players, N)
+    n_clusters : int
+
+    Returns
+    -------
+    Partition
+        ``meta["method"] = "hierarchical"``.
+    """
+    return Hierarchical(n_clusters=n_clusters).fit(profiles)._fitted()
 
 
 def matched_baselines(reference: Partition, profiles: Any, seed: int | np.random.Generator = 0) -> dict[str, Partition]:
