@@ -1,0 +1,875 @@
+"""OOD drop of every coalition from one backward pass per batch (attribution patching, docs/method.md §8).
+
+Ablating coalition ``C`` at layer ``ℓ`` reverts its neurons to their pre-LoRA weights
+(:func:`~hedonic_neurons.models.ablation.ablate`). By (R1) of docs/method.md §1 that
+subtracts ``Σ_{k∈C} δ_k(t)`` from the MLP output at *every* position ``t``, with
+
+    δ_k(t) = W'_down[:,k] · a_k(t) − W_down[:,k] · a_base,k(t).
+
+Layers before ``ℓ`` are untouched, so the change is exact at the MLP output and only its
+propagation through blocks ``ℓ..L−1`` and the head is non-linear. To first order
+(attribution patching, AtP: Kramár et al., 2024)
+
+    score_{−C}(x) ≈ score(x) − Σ_{k∈C} e_k(x),
+    e_k(x) = Σ_t g_t(x)^T δ_k(t)
+           = Σ_t (g_t^T W_down[:,k]) (a_k(t) − a_base,k(t)) + (g_t^T ΔW_down[:,k]) a_k(t),
+
+with ``g_t = ∂score/∂(MLP output at t)`` and ``ΔW_down = s·B·A`` the LoRA update. One
+forward and one backward pass per batch give ``g``; the per-neuron attributions ``e``
+(``N × n``) then cost two ``(B·T, d) @ (d, n)`` products per batch (``g @ W_down`` and
+``(g @ B) @ A``), never an ``N × T × n × d`` tensor. The estimated score of every coalition
+is ``score − e @ M`` with ``M`` the ``n × K`` membership matrix, and the task metric
+(NDCG@10 or −MSE, :func:`hedonic_neurons.metrics.ood.task_metric`) is computed from those
+scores exactly as for the exact ablation.
+
+The error is second order in the coalition's ``δ`` (it shrinks quadratically with the LoRA
+scale) but it is not small when ``C`` moves the residual stream far (large coalitions,
+saturated attention or norms), so every estimate is meant to be checked:
+:func:`verify_estimates` runs the exact ablation on a seeded, size-stratified sample of
+coalitions and reports the rank correlation and the error of the metric drop.
+
+**Exact ablation with prefix reuse.** :func:`exact_coalition_scores` runs the model once per
+batch with forward pre-hooks on blocks ``ℓ..L−1`` that record each block's positional and
+keyword arguments (hidden states, attention mask, rotary position embeddings, position ids,
+exactly as the backbone built them). Each coalition then replays only blocks ``ℓ..L−1``,
+the final norm, the pooling and the head under :func:`ablate`. The replay performs the same
+operations on the same tensors as the full forward pass, so its scores are bit-identical
+to ``score(model, batch)`` under ``ablate`` (checked on the first batch of every call, and
+by the tests for all four families).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import InputError, UnsupportedModelError
+from ..partition import Partition
+from .ablation import ablate
+from .arch import ArchSpec, architecture, unwrap
+from .load import model_inputs, pooled_positions, score
+from .lora import base_bias, base_weight, lora_factors, mlp_linears
+
+__all__ = [
+    "VerificationResult",
+    "coalition_members",
+    "estimate_coalition_scores",
+    "estimated_ood_drop",
+    "estimated_scores_from_attributions",
+    "exact_coalition_scores",
+    "membership_matrix",
+    "metric_drops",
+    "neuron_attributions",
+    "stratified_coalition_sample",
+    "verify_estimates",
+]
+
+Coalitions = Partition | Sequence[Sequence[int] | np.ndarray]
+Batch = Mapping[str, Any]
+
+_DROP_COLUMNS = ["layer", "coalition", "size", "metric", "metric_full", "metric_ablated", "drop"]
+
+
+# ----------------------------------------------------------------------------- validation
+def _model_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
+    """The model's device; ``device`` (if given) must name it (models are never moved here)."""
+    here = next(unwrap(model).parameters()).device
+    if device is None:
+        return here
+    want = torch.device(device)
+    if want.type != here.type or (want.index is not None and here.index is not None and want.index != here.index):
+        raise InputError(f"device: the model's parameters are on {here}, got device={want}; "
+                         "move the model first (model.to(device)).")
+    return here
+
+
+def _check_layer(spec: ArchSpec, model: torch.nn.Module, layer: int) -> int:
+    if not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < spec.n_layers:
+        raise InputError(f"layer: expected an int in [0, {spec.n_layers}), got {layer!r}.")
+    if not any(lora_factors(m) for m in mlp_linears(spec, model, int(layer)).values()):
+        raise InputError(f"layer: layer {layer} has no active LoRA on its MLP; every δ_k is zero "
+                         "(nothing to revert to base, docs/method.md §1).")
+    return int(layer)
+
+
+def coalition_members(coalitions: Coalitions, n: int) -> list[np.ndarray]:
+    """The coalitions as sorted, duplicate-free int64 index arrays over ``[0, n)``.
+
+    Parameters
+    ----------
+    coalitions : Partition or sequence of sequences of int
+        A :class:`~hedonic_neurons.partition.Partition` of the layer's ``n`` neurons (its
+        coalitions in their canonical order), or any list of neuron-index collections
+        (they may overlap and need not cover every neuron).
+    n : int
+        Number of neurons of the layer (``d_ff``).
+
+    Returns
+    -------
+    list of numpy.ndarray of int64
+        One array per coalition, ``K`` in all.
+
+    Raises
+    ------
+    InputError
+        If the partition has a different number of players, a coalition is empty, or an
+        index is out of range.
+    """
+    if isinstance(coalitions, Partition):
+        if coalitions.n_players != n:
+            raise InputError(f"coalitions: the partition has {coalitions.n_players} players, "
+                             f"the layer has {n} neurons.")
+        return [np.asarray(c, dtype=np.int64) for c in coalitions.coalitions]
+    if isinstance(coalitions, (str, bytes)) or not isinstance(coalitions, Sequence):
+        raise InputError(f"coalitions: expected a Partition or a sequence of index sequences, "
+                         f"got {type(coalitions).__name__}.")
+    out = []
+    for c, members in enumerate(coalitions):
+        arr = np.asarray(members)
+        if arr.size == 0:
+            raise InputError(f"coalitions[{c}]: expected a non-empty coalition, got an empty one.")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"coalitions[{c}]: expected integer neuron indices, got dtype {arr.dtype}.")
+        idx = np.unique(arr.astype(np.int64).reshape(-1))
+        if idx[0] < 0 or idx[-1] >= n:
+            raise InputError(f"coalitions[{c}]: expected indices in [0, {n}), got min {idx[0]}, max {idx[-1]}.")
+        out.append(idx)
+    if not out:
+        raise InputError("coalitions: expected at least one coalition, got none.")
+    return out
+
+
+def membership_matrix(members: Sequence[np.ndarray], n: int) -> Any:
+    """Sparse membership matrix ``M``, shape ``(n, K)``: ``M[k, c] = 1`` iff neuron ``k ∈ C_c``.
+
+    Parameters
+    ----------
+    members : sequence of numpy.ndarray of int
+        Output of :func:`coalition_members`.
+    n : int
+
+    Returns
+    -------
+    scipy.sparse.csc_matrix of float64, shape (n, K)
+    """
+    from scipy import sparse
+
+    rows = np.concatenate([np.asarray(m, dtype=np.int64) for m in members]) if members else np.zeros(0, np.int64)
+    cols = np.repeat(np.arange(len(members)), [len(m) for m in members])
+    return sparse.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(n, len(members)))
+
+
+def _iterate(batches: Iterable[Batch], progress: bool, desc: str) -> Iterable[Batch]:
+    if not progress:
+        return batches
+    from tqdm.auto import tqdm
+
+    return tqdm(batches, desc=desc, leave=False)
+
+
+@contextmanager
+def _frozen(model: torch.nn.Module) -> Iterator[None]:
+    """Parameters stop requiring grad inside (restored after): autograd then records only the suffix."""
+    params = [p for p in unwrap(model).parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    if was_training:  # dropout (incl. LoRA dropout) off: scores are deterministic
+        model.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            model.train(True)
+
+
+def _first(x: Any) -> torch.Tensor:
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+# ----------------------------------------------------------------------------- attributions
+def _work_dtype(model: torch.nn.Module) -> torch.dtype:
+    dtype = next(unwrap(model).parameters()).dtype
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _base_activations(spec: ArchSpec, model: torch.nn.Module, layer: int, h: torch.Tensor) -> torch.Tensor:
+    """``a_base`` (docs/method.md §1): the MLP activations with the base in-projections on ``h``."""
+    lin = mlp_linears(spec, model, layer)
+    act = spec.sub(model, layer, spec.act)
+
+    def pre(module: torch.nn.Module) -> torch.Tensor:
+        b = base_bias(module)
+        return torch.nn.functional.linear(h, base_weight(module).detach().to(h.dtype),
+                                          None if b is None else b.detach().to(h.dtype))
+
+    if spec.gated:
+        return act(pre(lin["gate"])) * pre(lin["up"])
+    return act(pre(lin["in"]))
+
+
+def _attribute_batch(
+    model: torch.nn.Module, spec: ArchSpec, layer: int, batch: Batch
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scores ``(B,)`` and attributions ``e`` ``(B, n)`` of one batch (one forward + one backward)."""
+    seen: dict[str, torch.Tensor] = {}
+    down = spec.sub(model, layer, spec.down_proj)
+    mlp_in = spec.sub(model, layer, spec.mlp_input)
+
+    def h_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        seen["h"] = (args[0] if args else next(iter(kwargs.values()))).detach()
+
+    def down_hook(module: Any, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        seen["a"] = args[0].detach()
+        # a fresh leaf: the backward pass stops here and yields g_t = ∂score/∂(MLP output at t)
+        z = output.detach().requires_grad_(True)
+        seen["z"] = z
+        return z
+
+    handles = [mlp_in.register_forward_pre_hook(h_hook, with_kwargs=True), down.register_forward_hook(down_hook)]
+    try:
+        with _frozen(model), torch.enable_grad():
+            s = score(model, batch)
+            if "z" not in seen or "h" not in seen:
+                raise UnsupportedModelError(f"model: hooks on layer {layer}'s MLP did not fire; "
+                                            "unexpected module structure.")
+            (g,) = torch.autograd.grad(s.sum(), seen["z"], allow_unused=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    with torch.no_grad():
+        dtype = _work_dtype(model)
+        g = torch.zeros_like(seen["z"]) if g is None else g
+        g = g.to(dtype)
+        a = seen["a"].to(dtype)
+        a_base = _base_activations(spec, model, layer, seen["h"].to(dtype)).to(dtype)
+        # e_k = Σ_t (g_t·W[:,k]) (a_k − a_base,k) + (g_t·ΔW[:,k]) a_k, ΔW = Σ s·B·A
+        g_w = g @ base_weight(down).detach().to(dtype)
+        e = (g_w * (a - a_base)).sum(dim=1)
+        for f in lora_factors(down):
+            g_delta = (g @ f.B.detach().to(dtype)) @ f.A.detach().to(dtype)
+            e = e + f.scaling * (g_delta * a).sum(dim=1)
+    return s.detach().to(torch.float64).cpu().numpy(), e.to(torch.float64).cpu().numpy()
+
+
+def _attribution_pass(
+    model: torch.nn.Module, batches: Iterable[Batch], layer: int, *, device: str | torch.device | None,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    spec = architecture(model)
+    layer = _check_layer(spec, model, layer)
+    _model_device(model, device)
+    scores, attributions = [], []
+    with _eval_mode(model):
+        for batch in _iterate(batches, progress, f"attributions, layer {layer}"):
+            s, e = _attribute_batch(model, spec, layer, batch)
+            scores.append(s)
+            attributions.append(e)
+    if not scores:
+        raise InputError("batches: expected at least one batch, got none.")
+    return np.concatenate(scores), np.concatenate(attributions)
+
+
+def neuron_attributions(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    layer: int,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """First-order effect of ablating each neuron of ``layer`` on the model's score.
+
+    ``e_k(x) = Σ_t g_t(x)^T δ_k(t)`` (module docstring; δ from (R1), docs/method.md §1), so
+    ``score_{−C}(x) ≈ score(x) − Σ_{k∈C} e_k(x)``. One forward and one backward pass per
+    batch, with hooks on the layer's MLP; the score is the model's own scalar output
+    (:func:`~hedonic_neurons.models.score`: last-token pooling for decoders, CLS for BERT).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A scalar model from :func:`~hedonic_neurons.models.load_scalar_model` with unmerged
+        LoRA on ``layer``'s MLP; it is used in eval mode and left unchanged.
+    batches : iterable of tokenizer batches
+        ``input_ids`` ``(B, T)``, ``attention_mask``; iterated once.
+    layer : int
+        The layer whose MLP neurons are the players.
+    device : str or torch.device, optional
+        Must be the model's device if given (default: the model's device).
+    progress : bool
+        Show a tqdm bar over batches.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, n)
+        ``N`` inputs in batch order, ``n = d_ff``. Computed in float64 for float64 models,
+        else in float32 (the backward pass runs in the model's dtype).
+
+    Raises
+    ------
+    InputError
+        If the layer is out of range or has no LoRA, ``device`` is not the model's, or
+        ``batches`` is empty.
+    """
+    return _attribution_pass(model, batches, layer, device=device, progress=progress)[1]
+
+
+def estimated_scores_from_attributions(
+    base_scores: np.ndarray, attributions: np.ndarray, coalitions: Coalitions
+) -> np.ndarray:
+    """``score − e @ M``: the first-order score of every input with every coalition ablated.
+
+    Parameters
+    ----------
+    base_scores : array_like, shape (N,)
+        Scores of the unablated model.
+    attributions : array_like, shape (N, n)
+        Output of :func:`neuron_attributions` on the same inputs.
+    coalitions : Partition or sequence of index sequences
+        ``K`` coalitions of the ``n`` neurons (see :func:`coalition_members`).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, K)
+    """
+    s = np.asarray(base_scores, dtype=np.float64)
+    e = np.asarray(attributions, dtype=np.float64)
+    if e.ndim != 2 or s.shape != (e.shape[0],):
+        raise InputError(f"base_scores, attributions: expected shapes (N,) and (N, n), "
+                         f"got {s.shape} and {e.shape}.")
+    if not (np.isfinite(s).all() and np.isfinite(e).all()):
+        raise InputError("base_scores, attributions: found non-finite values.")
+    members = coalition_members(coalitions, e.shape[1])
+    m = membership_matrix(members, e.shape[1])
+    return s[:, None] - np.asarray((m.T @ e.T).T)
+
+
+def estimate_coalition_scores(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    layer: int,
+    coalitions: Coalitions,
+    *,
+    base_scores: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """First-order scores of every input with every coalition of ``layer`` ablated.
+
+    Parameters
+    ----------
+    model, batches, layer, device, progress
+        As in :func:`neuron_attributions`.
+    coalitions : Partition or sequence of index sequences
+        ``K`` coalitions of the layer's neurons.
+    base_scores : array_like, shape (N,), optional
+        Unablated scores to start from (default: those of the attribution pass itself).
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, K)
+        ``score(x) − Σ_{k∈C} e_k(x)``.
+    """
+    spec = architecture(model)
+    coalition_members(coalitions, spec.d_ff)  # bad coalitions fail before any forward pass
+    s, e = _attribution_pass(model, batches, layer, device=device, progress=progress)
+    if base_scores is not None:
+        s = np.asarray(base_scores, dtype=np.float64)
+        if s.shape != (e.shape[0],):
+            raise InputError(f"base_scores: expected shape ({e.shape[0]},) (one per input), got {s.shape}.")
+    return estimated_scores_from_attributions(s, e, coalitions)
+
+
+# ----------------------------------------------------------------------------- metric
+def metric_drops(
+    base_scores: np.ndarray,
+    ablated_scores: np.ndarray,
+    *,
+    task: str,
+    qids: Sequence[Any] | None = None,
+    docids: Sequence[Any] | None = None,
+    qrels: Any = None,
+    targets: Sequence[float] | np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """Task metric of the unablated scores and its drop under each coalition's ablation.
+
+    ``ΔM(C) = M(score) − M(score_{−C})`` (docs/method.md §8), ``M`` from
+    :func:`hedonic_neurons.metrics.ood.task_metric` (NDCG@10 via ``ir_measures``, or −MSE),
+    the same function the exact :func:`~hedonic_neurons.metrics.ood.ood_drop` uses.
+
+    Parameters
+    ----------
+    base_scores : array_like, shape (N,)
+    ablated_scores : array_like, shape (N, K)
+        Exact or estimated scores, one column per coalition.
+    task, qids, docids, qrels, targets
+        As in :func:`~hedonic_neurons.metrics.ood.task_metric`.
+
+    Returns
+    -------
+    metric_full : float
+    drops : numpy.ndarray of float64, shape (K,)
+    """
+    from ..metrics.ood import task_metric
+
+    s = np.asarray(base_scores, dtype=np.float64)
+    a = np.asarray(ablated_scores, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != s.shape[0] or s.ndim != 1:
+        raise InputError(f"ablated_scores: expected shape ({s.shape[0]}, K) for base_scores of shape {s.shape}, "
+                         f"got {a.shape}.")
+    kwargs = dict(qids=qids, docids=docids, qrels=qrels, targets=targets)
+    full = task_metric(task, s, **kwargs)
+    return full, np.array([full - task_metric(task, a[:, c], **kwargs) for c in range(a.shape[1])])
+
+
+def _metric_name(task: str) -> str:
+    from ..metrics.ood import _metric_kind
+
+    return _metric_kind(task)
+
+
+def _drop_frame(layer: int, members: Sequence[np.ndarray], ids: Sequence[int], metric: str, full: float,
+                drops: np.ndarray) -> pd.DataFrame:
+    rows = [{"layer": int(layer), "coalition": int(c), "size": int(members[c].size), "metric": metric,
+             "metric_full": full, "metric_ablated": full - float(d), "drop": float(d)}
+            for c, d in zip(ids, drops)]
+    return pd.DataFrame(rows, columns=_DROP_COLUMNS)
+
+
+def estimated_ood_drop(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    layer: int,
+    coalitions: Coalitions,
+    *,
+    task: str,
+    qids: Sequence[Any] | None = None,
+    docids: Sequence[Any] | None = None,
+    qrels: Any = None,
+    targets: Sequence[float] | np.ndarray | None = None,
+    base_scores: np.ndarray | None = None,
+    attributions: np.ndarray | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """First-order OOD drop ``ΔM(C)`` of every coalition from one backward pass per batch.
+
+    The metric is computed from the estimated scores (:func:`estimate_coalition_scores`)
+    with the exact path's metric function (:func:`metric_drops`). Check the estimate with
+    :func:`verify_estimates`.
+
+    Parameters
+    ----------
+    model, batches, layer, device, progress
+        As in :func:`neuron_attributions`.
+    coalitions : Partition or sequence of index sequences
+        ``K`` coalitions of the layer's neurons.
+    task, qids, docids, qrels, targets
+        As in :func:`hedonic_neurons.metrics.ood.ood_drop`.
+    base_scores : array_like, shape (N,), optional
+    attributions : array_like, shape (N, n), optional
+        Precomputed :func:`neuron_attributions` (e.g. shared by the partitions of several
+        methods of the same layer); with both given the model is not run.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per coalition, the columns of ``ood_drop``: ``layer, coalition, size,
+        metric, metric_full, metric_ablated, drop``.
+    """
+    spec = architecture(model)
+    metric = _metric_name(task)
+    members = coalition_members(coalitions, spec.d_ff)
+    if attributions is None or base_scores is None:
+        s, e = _attribution_pass(model, batches, layer, device=device, progress=progress)
+        base_scores = s if base_scores is None else base_scores
+        attributions = e if attributions is None else attributions
+    est = estimated_scores_from_attributions(np.asarray(base_scores), np.asarray(attributions), members)
+    full, drops = metric_drops(np.asarray(base_scores, dtype=np.float64), est, task=task, qids=qids,
+                               docids=docids, qrels=qrels, targets=targets)
+    return _drop_frame(int(layer), members, range(len(members)), metric, full, drops)
+
+
+# ----------------------------------------------------------------------------- exact, prefix reuse
+@dataclass
+class _Suffix:
+    """Blocks ``ℓ..L−1`` with the arguments the backbone gave them, and the pooling rows."""
+
+    blocks: list[torch.nn.Module]
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    hidden_in_kwargs: list[bool]
+    final_norm: torch.nn.Module | None
+    head: torch.nn.Module
+    rows: torch.Tensor
+    pos: torch.Tensor
+
+    def run(self) -> torch.Tensor:
+        """Scores ``(B,)`` from the cached input of block ``ℓ`` (the model's current weights)."""
+        hidden: torch.Tensor | None = None
+        for block, (args, kwargs), as_kw in zip(self.blocks, self.calls, self.hidden_in_kwargs):
+            if hidden is not None:
+                if as_kw:
+                    kwargs = {**kwargs, "hidden_states": hidden}
+                else:
+                    args = (hidden, *args[1:])
+            hidden = _first(block(*args, **kwargs))
+        assert hidden is not None
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden)
+        return self.head(hidden[self.rows, self.pos])[:, 0]
+
+
+def _prefix(model: torch.nn.Module, spec: ArchSpec, layer: int, batch: Batch) -> tuple[torch.Tensor, _Suffix]:
+    """One full forward pass (the unablated scores) recording the arguments of blocks ``ℓ..L−1``."""
+    blocks = list(spec.layer_modules(model))[layer:]
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    as_kw: list[bool] = []
+
+    def pre_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        calls.append((args, dict(kwargs)))
+        as_kw.append(not args)
+
+    handles = [b.register_forward_pre_hook(pre_hook, with_kwargs=True) for b in blocks]
+    try:
+        full = score(model, batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if len(calls) != len(blocks):
+        raise UnsupportedModelError(f"model: expected blocks {layer}..{spec.n_layers - 1} to run once each, "
+                                    f"saw {len(calls)} calls for {len(blocks)} blocks.")
+    device = full.device
+    mask = model_inputs(spec, batch, device)["attention_mask"]
+    pos = pooled_positions(mask, spec.pooling)
+    norm = None if spec.final_norm is None else getattr(spec.backbone_module(model), spec.final_norm)
+    suffix = _Suffix(blocks, calls, as_kw, norm, spec.head_module(model),
+                     torch.arange(pos.shape[0], device=device), pos)
+    return full, suffix
+
+
+def _exact_batch(
+    model: torch.nn.Module, spec: ArchSpec, layer: int, batch: Batch, members: Sequence[np.ndarray], check: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    with torch.no_grad():
+        full, suffix = _prefix(model, spec, layer, batch)
+        if check and not torch.equal(suffix.run(), full):
+            raise UnsupportedModelError(
+                f"model: replaying blocks {layer}..{spec.n_layers - 1} from the cached block input does not "
+                f"reproduce the forward pass of this {type(unwrap(model)).__name__}; use "
+                "hedonic_neurons.metrics.ood.ood_drop (full forward per coalition) instead.")
+        out = torch.empty((full.shape[0], len(members)), dtype=torch.float64)
+        for c, m in enumerate(members):
+            with ablate(model, {layer: m}):
+                out[:, c] = suffix.run().to(torch.float64).cpu()
+    return full.to(torch.float64).cpu().numpy(), out.numpy()
+
+
+def _exact_pass(
+    model: torch.nn.Module, batches: Iterable[Batch], layer: int, members: Sequence[np.ndarray], *,
+    device: str | torch.device | None, progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    spec = architecture(model)
+    layer = _check_layer(spec, model, layer)
+    _model_device(model, device)
+    full, ablated = [], []
+    with _eval_mode(model):
+        for i, batch in enumerate(_iterate(batches, progress, f"exact ablations, layer {layer}")):
+            s, a = _exact_batch(model, spec, layer, batch, members, check=i == 0)
+            full.append(s)
+            ablated.append(a)
+    if not full:
+        raise InputError("batches: expected at least one batch, got none.")
+    return np.concatenate(full), np.concatenate(ablated)
+
+
+def exact_coalition_scores(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    layer: int,
+    coalitions: Coalitions,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+    return_base: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Exact scores with each coalition of ``layer`` ablated, running the prefix once per batch.
+
+    Per batch: one full forward pass records the arguments of blocks ``ℓ..L−1``; each
+    coalition then reruns only those blocks, the final norm, the pooling and the head under
+    :func:`~hedonic_neurons.models.ablation.ablate`. Scores are bit-identical to
+    ``score(model, batch)`` under ``ablate`` (verified on the first batch: a replay without
+    ablation must equal the full pass exactly, else :class:`UnsupportedModelError`).
+
+    Parameters
+    ----------
+    model, batches, layer, device, progress
+        As in :func:`neuron_attributions`.
+    coalitions : Partition or sequence of index sequences
+        ``K`` coalitions of the layer's neurons.
+    return_base : bool
+        Also return the unablated scores.
+
+    Returns
+    -------
+    numpy.ndarray of float64, shape (N, K)
+        Or ``(base (N,), ablated (N, K))`` with ``return_base=True``.
+    """
+    spec = architecture(model)
+    members = coalition_members(coalitions, spec.d_ff)
+    base, ablated = _exact_pass(model, batches, layer, members, device=device, progress=progress)
+    return (base, ablated) if return_base else ablated
+
+
+# ----------------------------------------------------------------------------- verification
+def stratified_coalition_sample(sizes: Sequence[int] | np.ndarray, n_sample: int, *, seed: int,
+                                n_strata: int = 5) -> np.ndarray:
+    """A seeded sample of coalition indices, stratified by size.
+
+    Coalitions are binned by size (each distinct size its own stratum when there are at most
+    ``n_strata``, else quantile bins of the sizes); the sample is spread as evenly as the
+    strata allow (a stratum smaller than its share gives the rest to the others), so the
+    rare large coalitions are represented. Within a stratum the draw is uniform without
+    replacement.
+
+    Parameters
+    ----------
+    sizes : array_like of int, shape (K,)
+    n_sample : int
+        Sample size; all ``K`` indices when ``n_sample >= K``.
+    seed : int
+    n_strata : int
+
+    Returns
+    -------
+    numpy.ndarray of int64, sorted, shape (min(n_sample, K),)
+    """
+    sz = np.asarray(sizes, dtype=np.int64).reshape(-1)
+    if n_sample < 1 or n_strata < 1:
+        raise InputError(f"n_sample, n_strata: expected >= 1, got {n_sample}, {n_strata}.")
+    if n_sample >= sz.size:
+        return np.arange(sz.size, dtype=np.int64)
+    distinct = np.unique(sz)
+    if distinct.size <= n_strata:
+        strata = np.searchsorted(distinct, sz)
+    else:
+        edges = np.unique(np.quantile(sz, np.linspace(0, 1, n_strata + 1)[1:-1], method="higher"))
+        strata = np.searchsorted(edges, sz, side="left")
+    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
+    quota = np.zeros(len(groups), dtype=np.int64)
+    left = n_sample
+    open_ = [i for i in range(len(groups))]
+    while left > 0 and open_:  # water-filling: equal shares, capped by stratum size
+        share = max(1, left // len(open_))
+        for i in list(open_):
+            take = min(share, groups[i].size - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] == groups[i].size:
+                open_.remove(i)
+            if left == 0:
+                break
+    rng = np.random.default_rng(seed)
+    picked = [rng.choice(g, size=q, replace=False) for g, q in zip(groups, quota) if q > 0]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """The first-order OOD drop checked against exact ablation on a sample of coalitions.
+
+    Attributes
+    ----------
+    layer : int
+    metric : str
+        ``"ndcg@10"`` or ``"neg_mse"``.
+    n_coalitions : int
+        ``K``, the number of coalitions that were estimated.
+    coalitions : numpy.ndarray of int64, shape (S,)
+        The sampled coalition indices (size-stratified, seeded).
+    sizes : numpy.ndarray of int64, shape (S,)
+    drop_estimated, drop_exact : numpy.ndarray of float64, shape (S,)
+        ``ΔM(C)`` from the first-order and from the exact scores.
+    metric_full : float
+        ``M`` of the unablated model.
+    spearman : float
+        Spearman's rank correlation of estimated vs exact drops (NaN if either is constant).
+    abs_error : float
+        Mean ``|ΔM_est − ΔM_exact|`` over the sample.
+    max_abs_error : float
+    rel_error : float
+        ``Σ|ΔM_est − ΔM_exact| / Σ|ΔM_exact|`` (NaN if every exact drop is 0).
+    score_rel_error : float
+        ``‖Δŝ − Δs‖_F / ‖Δs‖_F`` of the score changes ``Δs = s − s_{−C}`` over inputs and
+        sampled coalitions: the first-order error before the metric.
+    seconds_estimate : float
+        Wall time of the attribution pass plus the metric of all ``K`` coalitions.
+    seconds_exact : float
+        Wall time of the exact ablations of the ``S`` sampled coalitions plus their metric.
+    seed : int
+    meta : dict
+        Provenance (package version, git hash, time).
+    """
+
+    layer: int
+    metric: str
+    n_coalitions: int
+    coalitions: np.ndarray
+    sizes: np.ndarray
+    drop_estimated: np.ndarray
+    drop_exact: np.ndarray
+    metric_full: float
+    spearman: float
+    abs_error: float
+    max_abs_error: float
+    rel_error: float
+    score_rel_error: float
+    seconds_estimate: float
+    seconds_exact: float
+    seed: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds_exact_all(self) -> float:
+        """Exact time extrapolated linearly to all ``K`` coalitions."""
+        return self.seconds_exact * self.n_coalitions / max(1, self.coalitions.size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (arrays as lists)."""
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.tolist() if isinstance(value, np.ndarray) else value
+        out["seconds_exact_all"] = self.seconds_exact_all
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        """One row per sampled coalition: ``coalition, size, drop_estimated, drop_exact, error``."""
+        return pd.DataFrame({"coalition": self.coalitions, "size": self.sizes,
+                             "drop_estimated": self.drop_estimated, "drop_exact": self.drop_exact,
+                             "error": self.drop_estimated - self.drop_exact})
+
+    def __str__(self) -> str:
+        return (f"layer {self.layer}, {self.metric}: {self.coalitions.size} of {self.n_coalitions} coalitions "
+                f"checked exactly; Spearman {self.spearman:.3f}, mean |error| {self.abs_error:.3g} "
+                f"(max {self.max_abs_error:.3g}, relative {self.rel_error:.3g}); score-change relative "
+                f"error {self.score_rel_error:.3g}; estimate {self.seconds_estimate:.2f} s for all, exact "
+                f"{self.seconds_exact:.2f} s for the sample (≈ {self.seconds_exact_all:.1f} s for all)")
+
+
+def verify_estimates(
+    model: torch.nn.Module,
+    batches: Iterable[Batch],
+    layer: int,
+    coalitions: Coalitions,
+    *,
+    task: str,
+    qids: Sequence[Any] | None = None,
+    docids: Sequence[Any] | None = None,
+    qrels: Any = None,
+    targets: Sequence[float] | np.ndarray | None = None,
+    n_sample: int = 32,
+    seed: int = 0,
+    n_strata: int = 5,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> VerificationResult:
+    """Estimate every coalition's OOD drop and check a size-stratified sample exactly.
+
+    Reads ``batches`` once: per batch one attribution pass (forward + backward) and, for
+    the sampled coalitions, exact ablations reusing the prefix (:func:`exact_coalition_scores`).
+
+    Parameters
+    ----------
+    model, batches, layer, device, progress
+        As in :func:`neuron_attributions`.
+    coalitions : Partition or sequence of index sequences
+        ``K`` coalitions of the layer's neurons.
+    task, qids, docids, qrels, targets
+        As in :func:`hedonic_neurons.metrics.ood.ood_drop`.
+    n_sample : int
+        Coalitions checked exactly (see :func:`stratified_coalition_sample`).
+    seed : int
+        Seeds the sample.
+    n_strata : int
+        Size strata of the sample.
+
+    Returns
+    -------
+    VerificationResult
+    """
+    from scipy.stats import spearmanr
+
+    from ..provenance import provenance
+
+    spec = architecture(model)
+    metric = _metric_name(task)
+    members = coalition_members(coalitions, spec.d_ff)
+    sizes = np.array([m.size for m in members], dtype=np.int64)
+    sample = stratified_coalition_sample(sizes, n_sample, seed=seed, n_strata=n_strata)
+    layer = _check_layer(spec, model, layer)
+    _model_device(model, device)
+    chosen = [members[c] for c in sample]
+
+    t_est = t_exact = 0.0
+    scores, attributions, exact = [], [], []
+    with _eval_mode(model):
+        for i, batch in enumerate(_iterate(batches, progress, f"verify, layer {layer}")):
+            t0 = time.perf_counter()
+            s, e = _attribute_batch(model, spec, layer, batch)
+            t1 = time.perf_counter()
+            _, a = _exact_batch(model, spec, layer, batch, chosen, check=i == 0)
+            t2 = time.perf_counter()
+            t_est += t1 - t0
+            t_exact += t2 - t1
+            scores.append(s)
+            attributions.append(e)
+            exact.append(a)
+    if not scores:
+        raise InputError("batches: expected at least one batch, got none.")
+    s_full, e_all, s_exact = np.concatenate(scores), np.concatenate(attributions), np.concatenate(exact)
+    kwargs = dict(task=task, qids=qids, docids=docids, qrels=qrels, targets=targets)
+
+    t0 = time.perf_counter()
+    est_all = estimated_scores_from_attributions(s_full, e_all, members)
+    full, drops_all = metric_drops(s_full, est_all, **kwargs)
+    t1 = time.perf_counter()
+    _, drops_exact = metric_drops(s_full, s_exact, **kwargs)
+    t2 = time.perf_counter()
+    t_est += t1 - t0
+    t_exact += t2 - t1
+
+    drop_est = drops_all[sample]
+    err = drop_est - drops_exact
+    denom = float(np.abs(drops_exact).sum())
+    change_exact = s_full[:, None] - s_exact
+    change_est = s_full[:, None] - est_all[:, sample]
+    norm = float(np.linalg.norm(change_exact))
+    with np.errstate(all="ignore"):
+        rho = float(spearmanr(drop_est, drops_exact).statistic) if sample.size > 1 else float("nan")
+    return VerificationResult(
+        layer=layer, metric=metric, n_coalitions=len(members), coalitions=sample, sizes=sizes[sample],
+        drop_estimated=drop_est, drop_exact=drops_exact, metric_full=full, spearman=rho,
+        abs_error=float(np.abs(err).mean()), max_abs_error=float(np.abs(err).max()),
+        rel_error=float(np.abs(err).sum() / denom) if denom > 0 else float("nan"),
+        score_rel_error=float(np.linalg.norm(change_est - change_exact) / norm) if norm > 0 else float("nan"),
+        seconds_estimate=t_est, seconds_exact=t_exact, seed=int(seed),
+        meta=provenance(kind="ood_estimate_verification", layer=layer, n_sample=int(n_sample),
+                        n_strata=int(n_strata)),
+    )
+
