@@ -8,6 +8,7 @@ coalitions, and the metric functions of ``metrics/ood.py`` called directly.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -159,7 +160,7 @@ def test_first_order_error_shrinks_quadratically(family: str, scales: tuple[floa
     so below ~1e-8 the exact scores themselves are float32 rounding.
     """
     errors, changes = zip(*(_first_order_error(family, s) for s in scales))
-    for (e0, e1), (c0, c1) in zip(zip(errors, errors[1:]), zip(changes, changes[1:])):
+    for (e0, e1), (c0, c1) in zip(pairwise(errors), pairwise(changes)):
         assert 5 < c0 / c1 < 20  # changes are first order in s
         assert 30 < e0 / e1 < 300, (family, errors)  # errors are second order
     assert errors[-1] < 1e-2 * changes[-1]
