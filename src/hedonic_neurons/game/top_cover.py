@@ -103,7 +103,7 @@ def clamp_k(k: int, n: int) -> int:
 
     A choice set ``top_i(X)`` holds at most ``|X| - 1 <= n - 1`` partners, so every ``k >= n - 1``
     gives the same choice sets, and utilities ``u_i = (1/k) sum phi_ij`` that differ only by the
-    common factor ``(n-1)/k`` (docs/method.md, "The game"): the same preferences and the same
+    common factor ``(n-1)/k`` (docs/method.md §4): the same preferences and the same
     partitions. Clamping keeps a huge ``k`` from allocating ``n x k`` tables.
     """
     return max(min(int(k), n - 1), 1)
