@@ -1,0 +1,219 @@
+"""Closure diagnostics: how much of a giant coalition is the top-k game rather than the data (docs/method.md §5).
+
+A sink strongly connected component of the top-k choice-set digraph grows with ``k``
+whatever φ is: exact Top Covering on a *random* symmetric φ already puts most players in
+one coalition for ``k >= 3``. So a report shows, beside every top-responsive partition,
+
+* :func:`closure_null_share` — the same algorithm with the same ``k`` on a null φ with
+  the real φ's size and value distribution (:func:`null_phi_like`, a seeded symmetric
+  permutation of its off-diagonal entries), and
+* :func:`k_sweep` — exact Top Covering over a range of ``k`` (coalitions, largest share,
+  singletons and, given a held-out interaction matrix ψ, the pooled Pair of
+  :func:`pooled_pair`).
+
+Plain NumPy (pandas for the table); no torch.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._validation import as_generator, check_phi
+from ..errors import InputError
+from ..partition import Partition
+from .ashg import _is_symmetric
+from .pac import pac_top_cover
+from .preferences import check_game_phi, check_k
+from .stability import _check_partition
+from .top_cover import top_cover
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["CLOSURE_METHODS", "closure_null_share", "k_sweep", "null_phi_like", "pooled_pair"]
+
+CLOSURE_METHODS = ("top_cover", "pac_top_cover")
+"""Top-responsive partitioners that :func:`closure_null_share` can rerun on a null φ."""
+
+_ALGORITHMS: dict[str, Callable[..., Partition]] = {"top_cover": top_cover, "pac_top_cover": pac_top_cover}
+
+
+def null_phi_like(phi: Any, seed: int | np.random.Generator) -> np.ndarray:
+    """A null valuation with ``phi``'s size and value distribution: a seeded symmetric permutation.
+
+    Parameters
+    ----------
+    phi : array_like or SynergyMatrix, shape (n, n)
+        The real valuation matrix.
+    seed : int or numpy.random.Generator
+        Randomness of the permutation (same seed, same matrix).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, n)
+        Symmetric, zero diagonal, ``phi``'s dtype (``float32`` stays ``float32``, anything
+        else is ``float64``). For symmetric ``phi`` its upper triangle is a uniformly random
+        permutation of ``phi``'s upper triangle, so the off-diagonal entries have exactly
+        the same multiset of values. For asymmetric ``phi`` the ``n(n−1)/2`` upper values
+        are a uniform sample without replacement of ``phi``'s ``n(n−1)`` off-diagonal
+        entries (the same distribution, not the same multiset).
+
+    Raises
+    ------
+    InputError
+        If ``phi`` is not a finite square matrix or ``seed`` is invalid.
+    """
+    arr = check_game_phi(phi)
+    rng = as_generator(seed)
+    n = arr.shape[0]
+    rows = range(n - 1)
+    if _is_symmetric(arr):
+        values = np.concatenate([arr[i, i + 1 :] for i in rows]) if n > 1 else np.zeros(0, arr.dtype)
+        rng.shuffle(values)
+    else:
+        off = np.concatenate([np.delete(arr[i], i) for i in range(n)]) if n > 1 else np.zeros(0, arr.dtype)
+        values = off[rng.choice(off.size, size=n * (n - 1) // 2, replace=False)]
+    out = np.zeros((n, n), dtype=arr.dtype)
+    start = 0
+    for i in rows:
+        stop = start + n - 1 - i
+        out[i, i + 1 :] = values[start:stop]
+        start = stop
+    out += out.T  # numpy buffers the overlapping operand: the result is exactly symmetric
+    return out
+
+
+def closure_null_share(
+    phi: Any, method: str, k: int, seed: int | np.random.Generator = 0, **kw: Any
+) -> float:
+    """Largest-coalition share of the same top-responsive algorithm on a null φ (docs/method.md §5).
+
+    Parameters
+    ----------
+    phi : array_like or SynergyMatrix, shape (n, n)
+        The real valuation matrix; the null is ``null_phi_like(phi, seed)``.
+    method : {"top_cover", "pac_top_cover"}
+        The algorithm of the partition being diagnosed.
+    k : int
+        Its number of top partners.
+    seed : int or numpy.random.Generator
+        Seed of the null permutation; also ``pac_top_cover``'s ``seed`` unless given in ``kw``.
+    **kw
+        Further arguments of the algorithm (e.g. ``m``, ``omega``, ``size_range``,
+        ``sampler`` for ``pac_top_cover``); pass the values used for the real partition.
+
+    Returns
+    -------
+    float
+        Fraction of the ``n`` players in the largest coalition, in ``(0, 1]``.
+
+    Raises
+    ------
+    InputError
+        If ``method`` is unknown, a keyword is not an argument of the algorithm, or
+        ``phi``, ``k`` or ``seed`` is invalid.
+    """
+    if method not in _ALGORITHMS:
+        raise InputError(f"method: expected one of {CLOSURE_METHODS}, got {method!r}.")
+    k = check_k(k)
+    fn = _ALGORITHMS[method]
+    allowed = set(inspect.signature(fn).parameters) - {"phi", "k"}
+    unknown = sorted(set(kw) - allowed)
+    if unknown:
+        raise InputError(f"closure_null_share: {unknown} are not arguments of {method}; valid: {sorted(allowed)}.")
+    if method == "pac_top_cover" and "seed" not in kw:
+        kw = {**kw, "seed": seed if isinstance(seed, (int, np.integer)) else as_generator(seed)}
+    null = null_phi_like(phi, seed)
+    part: Partition = fn(null, k=k, **kw)
+    return part.summary().largest_share
+
+
+def pooled_pair(psi: Any, partition: Partition | np.ndarray) -> float:
+    """Pooled Pair of a partition: Σ of ψ_ij over all within-coalition ordered pairs / their number.
+
+    Parameters
+    ----------
+    psi : array_like, shape (n, n)
+        Pairwise interactions ψ(i, j) (docs/method.md §8), preferably held out (computed on
+        inputs the partition was not found on). Asymmetric allowed; the diagonal is ignored.
+    partition : Partition or array_like of int, shape (n,)
+
+    Returns
+    -------
+    float
+        ``Σ_C Σ_{i≠j∈C} ψ_ij / Σ_C |C|(|C|−1)``; a giant coalition counts by its pairs.
+        NaN when every coalition is a singleton (no pair).
+
+    Raises
+    ------
+    InputError
+        If ``psi`` is not a finite square matrix or the partition does not cover its ``n`` players.
+    """
+    arr = check_phi(psi, "heldout_psi", dtype=np.float64)
+    part = _check_partition(partition, arr.shape[0])
+    total, pairs = 0.0, 0
+    for members in part.coalitions:
+        m = members.size
+        if m < 2:
+            break  # coalitions are sorted largest first
+        block = arr[np.ix_(members, members)]
+        total += float(block.sum() - np.trace(block))
+        pairs += m * (m - 1)
+    return total / pairs if pairs else float("nan")
+
+
+def k_sweep(
+    phi: Any, ks: Sequence[int] = (1, 2, 3, 5, 8), *, heldout_psi: Any | None = None
+) -> pd.DataFrame:
+    """Exact Top Covering for each ``k``: the shape of the partition as the closure grows (docs/method.md §5).
+
+    Parameters
+    ----------
+    phi : array_like or SynergyMatrix, shape (n, n)
+        Valuations the partitions are found on.
+    ks : sequence of int
+        Values of ``k`` (each >= 1).
+    heldout_psi : array_like, shape (n, n), optional
+        Held-out pairwise interactions ψ; when given, adds the pooled Pair of each partition.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per ``k``, columns ``k``, ``n_coalitions``, ``largest_share``,
+        ``n_singletons`` and, with ``heldout_psi``, ``pooled_pair`` (:func:`pooled_pair`).
+
+    Raises
+    ------
+    InputError
+        If ``phi`` or ``heldout_psi`` is not a finite square matrix, their sizes differ,
+        or a ``k`` is not an integer >= 1.
+    """
+    import pandas as pd
+
+    arr = check_game_phi(phi)
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or len(ks) == 0:
+        raise InputError(f"ks: expected a non-empty sequence of integers >= 1, got {ks!r}.")
+    kk = [check_k(k) for k in ks]
+    psi = None
+    if heldout_psi is not None:
+        psi = check_phi(heldout_psi, "heldout_psi", dtype=np.float64)
+        if psi.shape != arr.shape:
+            raise InputError(f"heldout_psi: expected shape {arr.shape} (that of phi), got {psi.shape}.")
+    rows = []
+    for k in kk:
+        part = top_cover(arr, k=k)
+        summary = part.summary()
+        row: dict[str, Any] = {
+            "k": k,
+            "n_coalitions": summary.n_coalitions,
+            "largest_share": summary.largest_share,
+            "n_singletons": int(summary.size_histogram.get(1, 0)),
+        }
+        if psi is not None:
+            row["pooled_pair"] = pooled_pair(psi, part)
+        rows.append(row)
+    return pd.DataFrame(rows)
