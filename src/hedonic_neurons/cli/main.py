@@ -29,11 +29,13 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("run", "run a whole study from one YAML config: discovery, baselines, evaluation, report"),
     ("demo", "the whole method end to end on what ships offline (MiniLM + docstring corpus)"),
     ("mnist", "the MNIST study of the paper's Appendix I (gated residual MLP)"),
+    ("tables", "the paper's Tables 1, 2, 3, 6 and paired tests across finished runs"),
 )
 
 _MODULE_FOR = {"partition": "partition", "stability": "partition", "capture": "capture",
                "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "corpus",
-               "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist"}
+               "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist",
+               "tables": "tables"}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

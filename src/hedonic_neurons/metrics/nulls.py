@@ -1,0 +1,607 @@
+"""Size-matched null tests for coalition metrics (docs/method.md §8, "Size-matched null").
+
+A coalition ``C`` of a layer's ``n`` players is compared with uniformly random coalitions of
+the *same size* drawn from the same ``n`` players, so a large coalition is never credited for
+its size alone:
+
+- intrinsic: :func:`pair_null_test` tests ``Pair(C)`` (the mean of ``φ_ij`` over the ordered
+  pairs ``i ≠ j`` of ``C``; typically ``φ = ψ(i, j)`` measured on held-out inputs, eq. 7–8);
+  :func:`pooled_pair` and :func:`pooled_pair_null` do the same for the *pooled* Pair of a whole
+  partition against random partitions with the same size histogram;
+- extrinsic: :func:`size_matched_null` (one callback per random coalition) and
+  :func:`size_matched_null_batch` (one callback per batch of random coalitions, given as an
+  ``n × B`` membership matrix) test any per-coalition metric (an OOD drop, an alignment R²).
+
+Every test is one-sided ("larger than random"): with ``B`` null draws,
+
+    p = (1 + #{null ≥ observed}) / (1 + B)                (Monte-Carlo p-value, +1 correction)
+
+which is a valid p-value (``P(p ≤ a) ≤ a`` under the null) also when the null has ties. For a
+metric where smaller is better, pass its negative. ``q_value`` is the Benjamini–Hochberg
+adjustment over the tested coalitions of one call (one partition); ``significant`` is
+``q_value ≤ alpha``. ``z = (observed − null_mean) / null_sd`` (``ddof = 1``) is reported as an
+effect size; the test itself does not assume normality.
+
+Conventions
+-----------
+- Coalitions smaller than ``min_size`` (default 2: Pair needs a pair) get no row.
+- A coalition of all ``n`` players has no alternative of its size: its row has
+  ``null_mean = observed``, ``null_sd = 0``, ``z = NaN`` and ``p_value = 1`` (never
+  significant), without evaluating any draw.
+- All coalitions of one size share the same null draws (drawn once per size), and the draws of
+  size ``s`` depend only on ``(seed, s)`` when ``seed`` is an int, so adding a coalition of
+  another size does not change the others' p-values. With a ``numpy.random.Generator`` the
+  sizes consume it in ascending order.
+- A NaN observed value (e.g. a metric the pipeline could not evaluate) gets NaN ``z``,
+  ``p_value`` and ``q_value``, ``significant = False``, and is left out of the BH adjustment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._validation import as_generator, check_phi, check_positive_int, check_probability
+from ..errors import InputError
+from ..partition import Partition
+
+__all__ = [
+    "PooledPairNull",
+    "benjamini_hochberg",
+    "pair_null_test",
+    "pooled_pair",
+    "pooled_pair_null",
+    "size_matched_null",
+    "size_matched_null_batch",
+]
+
+#: Columns after the metric column, in order.
+_TAIL_COLUMNS: tuple[str, ...] = ("null_mean", "null_sd", "z", "p_value", "q_value", "significant")
+
+#: Elements (float64) of one temporary block: draws are processed in chunks under this bound.
+_BLOCK_ELEMENTS = 1 << 22
+
+Seed = int | np.random.Generator
+
+
+# ----------------------------------------------------------------------------- BH
+def _bh_numpy(p: np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values of a 1-d array without NaN (step-up, monotone)."""
+    m = p.size
+    if m == 0:
+        return p.copy()
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    ranked = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(ranked, 1.0)
+    return q
+
+
+def benjamini_hochberg(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg q-values (``q_(i) = min_{k ≥ i} min(1, m·p_(k)/k)``).
+
+    Uses :func:`scipy.stats.false_discovery_control` (``method="bh"``) when the installed
+    SciPy has it (≥ 1.11), else the same step-up computation in NumPy.
+
+    Parameters
+    ----------
+    p_values : array_like, shape (m,)
+        p-values in [0, 1]; NaNs are passed through and do not count towards ``m``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (m,)
+    """
+    p = np.asarray(p_values, dtype=np.float64).reshape(-1)
+    finite = ~np.isnan(p)
+    if np.any((p[finite] < 0) | (p[finite] > 1)):
+        raise InputError(f"p_values: expected values in [0, 1], got min {p[finite].min()}, max {p[finite].max()}.")
+    out = np.full(p.shape, np.nan)
+    if not finite.any():
+        return out
+    try:
+        from scipy.stats import false_discovery_control
+    except ImportError:  # SciPy < 1.11
+        out[finite] = _bh_numpy(p[finite])
+    else:
+        out[finite] = np.asarray(false_discovery_control(p[finite], method="bh"), dtype=np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------- draws
+def _size_generators(seed: Seed, sizes: Sequence[int]) -> dict[int, np.random.Generator]:
+    """One generator per size: ``default_rng([seed, s])`` for an int seed, else the shared one."""
+    rng = as_generator(seed)  # validates the seed
+    if isinstance(seed, np.random.Generator):
+        return {int(s): rng for s in sorted(sizes)}
+    return {int(s): np.random.default_rng([int(seed), int(s)]) for s in sorted(sizes)}
+
+
+def _draw_subsets(rng: np.random.Generator, n: int, s: int, b: int) -> np.ndarray:
+    """``b`` uniform random ``s``-subsets of ``0..n-1`` (``1 ≤ s < n``), rows sorted, shape (b, s).
+
+    The ``s`` smallest of ``n`` i.i.d. uniform keys form a uniform subset; the keys are drawn
+    row by row from one stream, so splitting ``b`` into chunks does not change the draws.
+    """
+    keys = rng.random((b, n))
+    idx = np.argpartition(keys, s - 1, axis=1)[:, :s]
+    return np.sort(idx, axis=1)
+
+
+def _chunks(total: int, size: int) -> list[int]:
+    size = max(1, int(size))
+    return [min(size, total - start) for start in range(0, total, size)]
+
+
+# ----------------------------------------------------------------------------- core
+def _check_min_size(min_size: Any) -> int:
+    return check_positive_int(min_size, "min_size", minimum=1)
+
+
+def _null_table(
+    ids: Sequence[Hashable],
+    sizes: np.ndarray,
+    observed: np.ndarray,
+    *,
+    n_players: int,
+    draws: int,
+    alpha: float,
+    seed: Seed,
+    metric: str,
+    evaluate: Callable[[np.ndarray], np.ndarray],
+    batch_for: Callable[[int], int],
+) -> pd.DataFrame:
+    """Shared engine: draw per size, evaluate, p/z/q per coalition.
+
+    ``evaluate(idx)`` maps ``(b, s)`` member indices to ``(b,)`` values; ``batch_for(s)`` is the
+    number of draws evaluated at once for size ``s``.
+    """
+    null_sizes = sorted({int(s) for s in sizes if s < n_players})
+    gens = _size_generators(seed, null_sizes)
+    null_by_size: dict[int, np.ndarray] = {}
+    for s in null_sizes:
+        vals: list[np.ndarray] = []
+        key_rows = max(1, _BLOCK_ELEMENTS // n_players)
+        for b in _chunks(draws, min(batch_for(s), key_rows)):
+            idx = _draw_subsets(gens[s], n_players, s, b)
+            out = np.asarray(evaluate(idx), dtype=np.float64).reshape(-1)
+            if out.shape != (b,):
+                raise InputError(f"null function: expected {b} values for {b} random coalitions of size {s}, "
+                                 f"got shape {out.shape}.")
+            if not np.isfinite(out).all():
+                raise InputError(f"null function: returned a non-finite value for a random coalition of size {s}; "
+                                 "expected finite values.")
+            vals.append(out)
+        null_by_size[s] = np.concatenate(vals)
+
+    k = len(ids)
+    null_mean = np.full(k, np.nan)
+    null_sd = np.full(k, np.nan)
+    z = np.full(k, np.nan)
+    p = np.full(k, np.nan)
+    for r in range(k):
+        s, obs = int(sizes[r]), float(observed[r])
+        if s >= n_players:  # the only coalition of its size: nothing to compare with
+            null_mean[r], null_sd[r] = obs, 0.0
+            p[r] = 1.0 if not np.isnan(obs) else np.nan
+            continue
+        null = null_by_size[s]
+        null_mean[r] = float(null.mean())
+        null_sd[r] = float(null.std(ddof=1)) if null.size > 1 else np.nan
+        if np.isnan(obs):
+            continue
+        p[r] = (1.0 + np.count_nonzero(null >= obs)) / (1.0 + null.size)
+        if null_sd[r] > 0:
+            z[r] = (obs - null_mean[r]) / null_sd[r]
+    q = benjamini_hochberg(p)
+    sig = np.where(np.isnan(q), False, q <= alpha)
+    return pd.DataFrame({"coalition": list(ids), "size": sizes.astype(np.int64), metric: observed,
+                         "null_mean": null_mean, "null_sd": null_sd, "z": z, "p_value": p, "q_value": q,
+                         "significant": sig.astype(bool)},
+                        columns=["coalition", "size", metric, *_TAIL_COLUMNS])
+
+
+# ----------------------------------------------------------------------------- intrinsic: Pair
+def _phi_zero_diag(phi: Any) -> np.ndarray:
+    arr = check_phi(phi, "phi").copy()
+    np.fill_diagonal(arr, 0.0)
+    return arr
+
+
+def _check_partition(partition: Any, n: int) -> Partition:
+    if not isinstance(partition, Partition):
+        raise InputError(f"partition: expected a Partition, got {type(partition).__name__}.")
+    if partition.n_players != n:
+        raise InputError(f"partition: has {partition.n_players} players but phi is {n} x {n}; "
+                         "expected a partition of phi's players.")
+    return partition
+
+
+def _gemm_path(n: int, s: int) -> bool:
+    # A gather costs ~s² slow indexed reads per coalition, a GEMM ~n² fast flops: past s ≈ n/8
+    # the GEMM wins (and needs only n·b memory instead of b·s²).
+    return 8 * s > n
+
+
+def _within_sums(phi0: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``Σ_{i, j ∈ C} φ_ij`` for each row ``C`` of ``idx`` (shape (b, s)); ``φ`` has a zero diagonal.
+
+    Small coalitions gather their ``s × s`` blocks; large ones use ``diag(Mᵀ φ M)`` with the
+    ``n × b`` membership matrix ``M``. Both bounded by :data:`_BLOCK_ELEMENTS` per block.
+    """
+    n = phi0.shape[0]
+    b, s = idx.shape
+    out = np.empty(b)
+    if _gemm_path(n, s):
+        step = max(1, _BLOCK_ELEMENTS // n)
+        for start in range(0, b, step):
+            part = idx[start:start + step]
+            m = np.zeros((n, part.shape[0]))
+            m[part, np.arange(part.shape[0])[:, None]] = 1.0
+            out[start:start + part.shape[0]] = np.einsum("ib,ib->b", m, phi0 @ m)
+        return out
+    step = max(1, _BLOCK_ELEMENTS // (s * s))
+    for start in range(0, b, step):
+        part = idx[start:start + step]
+        out[start:start + part.shape[0]] = phi0[part[:, :, None], part[:, None, :]].sum(axis=(1, 2))
+    return out
+
+
+def _pair_batch(n: int) -> Callable[[int], int]:
+    def batch_for(s: int) -> int:
+        return max(1, _BLOCK_ELEMENTS // (n if _gemm_path(n, s) else s * s))
+    return batch_for
+
+
+def pair_null_test(
+    phi: Any,
+    partition: Partition,
+    *,
+    n_draws: int = 1000,
+    alpha: float = 0.05,
+    seed: Seed = 0,
+    min_size: int = 2,
+) -> pd.DataFrame:
+    """Per-coalition Pair against uniformly random coalitions of the same size (docs/method.md §8).
+
+    ``Pair(C) = 1/(|C|(|C|−1)) · Σ_{i≠j ∈ C} φ_ij`` (the mean over ordered pairs; the diagonal of
+    ``φ`` is ignored). For each coalition size ``s`` in the partition, ``n_draws`` uniform
+    random ``s``-subsets of the ``n`` players form the null; the one-sided Monte-Carlo p-value
+    is ``(1 + #{null ≥ Pair(C)}) / (1 + n_draws)``, then Benjamini–Hochberg over the
+    partition's tested coalitions (module docstring for the conventions).
+
+    Parameters
+    ----------
+    phi : numpy.ndarray or SynergyMatrix, shape (n, n)
+        The matrix whose within-coalition mean defines Pair, typically the interactions
+        ``ψ(i, j)`` measured on held-out inputs. Asymmetric input is allowed (both ordered
+        pairs count).
+    partition : Partition
+        A partition of the same ``n`` players.
+    n_draws : int
+        Random coalitions per size (the smallest attainable p-value is ``1/(1 + n_draws)``).
+    alpha : float in (0, 1)
+        False-discovery rate for ``significant``.
+    seed : int or numpy.random.Generator
+    min_size : int
+        Smallest coalition tested (default 2; smaller coalitions have no Pair).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per coalition with at least ``min_size`` members, in the partition's order:
+        ``coalition`` (index into ``partition.coalitions``), ``size``, ``pair``, ``null_mean``,
+        ``null_sd``, ``z``, ``p_value``, ``q_value``, ``significant``.
+
+    Notes
+    -----
+    Cost: ``n_draws`` draws of ``n`` random keys per distinct size, plus per draw either an
+    ``s × s`` gather (``s ≤ n/8``) or an ``n × n`` matrix–vector product, batched as a GEMM.
+    The expected null Pair of every size is the mean off-diagonal ``φ``.
+    """
+    phi0 = _phi_zero_diag(phi)
+    n = phi0.shape[0]
+    part = _check_partition(partition, n)
+    draws = check_positive_int(n_draws, "n_draws")
+    a = check_probability(alpha, "alpha")
+    min_size = max(2, _check_min_size(min_size))
+    as_generator(seed)
+    ids = [c for c in range(part.n_coalitions) if part.sizes[c] >= min_size]
+    sizes = np.array([int(part.sizes[c]) for c in ids], dtype=np.int64)
+    observed = np.array([_within_sums(phi0, part.coalitions[c][None, :])[0] / (s * (s - 1))
+                         for c, s in zip(ids, sizes)], dtype=np.float64)
+
+    def evaluate(idx: np.ndarray) -> np.ndarray:
+        s = idx.shape[1]
+        return _within_sums(phi0, idx) / (s * (s - 1))
+
+    return _null_table(ids, sizes, observed, n_players=n, draws=draws, alpha=a, seed=seed, metric="pair",
+                       evaluate=evaluate, batch_for=_pair_batch(n))
+
+
+def _pooled_from(phi0: np.ndarray, coalitions: Sequence[np.ndarray]) -> float:
+    total, pairs = 0.0, 0
+    for c in coalitions:
+        s = int(c.size)
+        if s >= 2:
+            total += float(_within_sums(phi0, np.asarray(c)[None, :])[0])
+            pairs += s * (s - 1)
+    return total / pairs if pairs else float("nan")
+
+
+def pooled_pair(phi: Any, partition: Partition) -> float:
+    """Pooled Pair of a partition: every within-coalition ordered pair counts once.
+
+    ``pooled = Σ_C Σ_{i≠j ∈ C} φ_ij / Σ_C |C|(|C|−1)`` (docs/method.md §8, "Pooled"), so a giant
+    coalition weighs by its number of pairs instead of counting as one coalition. It equals the
+    mean of the per-coalition Pair weighted by ``|C|(|C|−1)``.
+
+    Parameters
+    ----------
+    phi : numpy.ndarray or SynergyMatrix, shape (n, n)
+    partition : Partition
+        Of the same ``n`` players.
+
+    Returns
+    -------
+    float
+        NaN when every coalition is a singleton (no pair).
+    """
+    phi0 = _phi_zero_diag(phi)
+    part = _check_partition(partition, phi0.shape[0])
+    return _pooled_from(phi0, part.coalitions)
+
+
+@dataclass(frozen=True)
+class PooledPairNull:
+    """Pooled Pair of a partition against random partitions with the same size histogram.
+
+    Attributes
+    ----------
+    observed : float
+        :func:`pooled_pair` of the partition.
+    null_mean, null_sd : float
+        Mean and standard deviation (``ddof = 1``) of the null draws.
+    z : float
+        ``(observed − null_mean) / null_sd``; NaN when ``null_sd = 0``.
+    p_value : float
+        One-sided ``(1 + #{null ≥ observed}) / (1 + n_draws)``; 1 when the partition is a
+        single coalition of all players (every random partition equals it).
+    n_draws : int
+    null : numpy.ndarray, shape (n_draws,)
+        The null pooled Pairs (empty for a single all-player coalition).
+    """
+
+    observed: float
+    null_mean: float
+    null_sd: float
+    z: float
+    p_value: float
+    n_draws: int
+    null: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, float | int]:
+        """The scalar fields (JSON-ready; the null draws are left out)."""
+        return {"observed": self.observed, "null_mean": self.null_mean, "null_sd": self.null_sd, "z": self.z,
+                "p_value": self.p_value, "n_draws": self.n_draws}
+
+
+def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarray) -> np.ndarray:
+    """Pooled Pair of the partitions cutting each row of ``perms`` (shape (b, n)) into ``sizes``.
+
+    Blocks are consecutive slices of the permutation, largest sizes first (as
+    :func:`hedonic_neurons.baselines.random_partition` does); blocks of equal size across all
+    draws are stacked and summed by one :func:`_within_sums` call.
+    """
+    b = perms.shape[0]
+    sz = sorted((int(s) for s in sizes), reverse=True)
+    totals = np.zeros(b)
+    offset = 0
+    pairs = 0
+    for s in sorted(set(sz), reverse=True):
+        count = sz.count(s)
+        if s >= 2:
+            block = perms[:, offset:offset + count * s].reshape(b * count, s)
+            totals += _within_sums(phi0, np.sort(block, axis=1)).reshape(b, count).sum(axis=1)
+            pairs += count * s * (s - 1)
+        offset += count * s
+    return totals / pairs if pairs else np.full(b, np.nan)
+
+
+def pooled_pair_null(
+    phi: Any, partition: Partition, *, n_draws: int = 1000, seed: Seed = 0
+) -> PooledPairNull:
+    """Pooled Pair of ``partition`` against size-matched random partitions (docs/method.md §8).
+
+    The null partitions are uniformly random with the partition's size histogram (a random
+    permutation of the players cut into blocks of those sizes, like
+    :func:`hedonic_neurons.baselines.random_partition`). Because the pooled Pair is a sum over
+    *all* within-coalition pairs, a giant coalition with random-level synergy inside pulls the
+    observed value to the null.
+
+    Parameters
+    ----------
+    phi : numpy.ndarray or SynergyMatrix, shape (n, n)
+    partition : Partition
+        Of the same ``n`` players.
+    n_draws : int
+        Random partitions.
+    seed : int or numpy.random.Generator
+
+    Returns
+    -------
+    PooledPairNull
+        With ``observed`` NaN (and NaN statistics) when every coalition is a singleton.
+    """
+    phi0 = _phi_zero_diag(phi)
+    n = phi0.shape[0]
+    part = _check_partition(partition, n)
+    draws = check_positive_int(n_draws, "n_draws")
+    rng = as_generator(seed)
+    observed = _pooled_from(phi0, part.coalitions)
+    sizes = [int(s) for s in part.sizes]
+    nan = float("nan")
+    if np.isnan(observed):
+        return PooledPairNull(nan, nan, nan, nan, nan, draws, np.full(draws, np.nan))
+    if part.n_coalitions == 1:  # the only partition with this histogram
+        return PooledPairNull(observed, observed, 0.0, nan, 1.0, draws, np.empty(0))
+    vals: list[np.ndarray] = []
+    for b in _chunks(draws, max(1, _BLOCK_ELEMENTS // n)):
+        perms = np.argsort(rng.random((b, n)), axis=1)
+        vals.append(_pooled_null_values(phi0, sizes, perms))
+    null = np.concatenate(vals)
+    mean = float(null.mean())
+    sd = float(null.std(ddof=1)) if null.size > 1 else nan
+    z = (observed - mean) / sd if sd > 0 else nan
+    p = (1.0 + np.count_nonzero(null >= observed)) / (1.0 + null.size)
+    return PooledPairNull(observed, mean, sd, z, float(p), draws, null)
+
+
+# ----------------------------------------------------------------------------- extrinsic: any metric
+def _observed_and_sizes(
+    values_by_coalition: Any, sizes: Any, n_players: int, min_size: int, metric: str
+) -> tuple[list[Hashable], np.ndarray, np.ndarray]:
+    if not isinstance(metric, str) or not metric or metric in ("coalition", "size", *_TAIL_COLUMNS):
+        raise InputError(f"metric: expected a column name other than 'coalition', 'size' and {list(_TAIL_COLUMNS)}, "
+                         f"got {metric!r}.")
+    if isinstance(values_by_coalition, Mapping | pd.Series):
+        keys = list(values_by_coalition.keys())
+        vals = [values_by_coalition[k] for k in keys]
+    else:
+        vals = list(np.asarray(values_by_coalition, dtype=object).reshape(-1))
+        keys = list(range(len(vals)))
+    if isinstance(sizes, Mapping | pd.Series):
+        missing = [k for k in keys if k not in sizes]
+        if missing:
+            raise InputError(f"sizes: no size for coalition(s) {missing[:5]} of values_by_coalition.")
+        size_list = [sizes[k] for k in keys]
+    else:
+        size_list = list(np.asarray(sizes).reshape(-1))
+        if len(size_list) != len(keys):
+            raise InputError(f"sizes: expected {len(keys)} sizes (one per coalition of values_by_coalition), "
+                             f"got {len(size_list)}.")
+    try:
+        obs = np.asarray(vals, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"values_by_coalition: expected numbers, got {vals[:3]!r}... ({exc}).") from exc
+    sz = np.asarray(size_list)
+    if sz.size and (not np.issubdtype(sz.dtype, np.integer) or sz.min() < 1 or sz.max() > n_players):
+        raise InputError(f"sizes: expected integers in 1..n_players={n_players}, got {sorted(set(sz.tolist()))[:8]}.")
+    if np.isinf(obs).any():
+        raise InputError("values_by_coalition: expected finite values (NaN marks a missing one), got inf.")
+    keep = sz >= min_size
+    return [k for k, kp in zip(keys, keep) if kp], sz[keep].astype(np.int64), obs[keep]
+
+
+def size_matched_null(
+    values_by_coalition: Mapping[Hashable, float] | Sequence[float] | np.ndarray | pd.Series,
+    sizes: Mapping[Hashable, int] | Sequence[int] | np.ndarray | pd.Series,
+    null_fn: Callable[[np.ndarray], float],
+    *,
+    n_players: int,
+    draws_per_size: int = 200,
+    alpha: float = 0.05,
+    seed: Seed = 0,
+    metric: str = "value",
+    min_size: int = 2,
+) -> pd.DataFrame:
+    """Any per-coalition metric against random coalitions of the same size (docs/method.md §8).
+
+    The extrinsic counterpart of :func:`pair_null_test`: ``null_fn`` evaluates the metric (an
+    OOD drop, an alignment R², ...) on a random coalition, e.g. by ablating it.
+
+    Parameters
+    ----------
+    values_by_coalition : mapping or sequence, length K
+        The observed metric of each coalition (NaN: not evaluated). A mapping's keys (or a
+        Series' index) name the coalitions; a sequence's are ``0..K-1``.
+    sizes : mapping or sequence, length K
+        Each coalition's size, keyed or ordered like ``values_by_coalition``.
+    null_fn : callable
+        ``null_fn(members) -> float`` with ``members`` a sorted int array of shape (s,).
+    n_players : int
+        The players random coalitions are drawn from (``0..n_players-1``).
+    draws_per_size : int
+        The budget: random coalitions evaluated per distinct size (so ``null_fn`` runs
+        ``draws_per_size × #sizes`` times).
+    alpha : float in (0, 1)
+        False-discovery rate for ``significant``.
+    seed : int or numpy.random.Generator
+    metric : str
+        Name of the metric column of the result.
+    min_size : int
+        Smallest coalition tested (default 2).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per coalition of at least ``min_size`` members: ``coalition, size, <metric>,
+        null_mean, null_sd, z, p_value, q_value, significant``.
+    """
+    if not callable(null_fn):
+        raise InputError(f"null_fn: expected a callable members -> float, got {type(null_fn).__name__}.")
+    n = check_positive_int(n_players, "n_players")
+    draws = check_positive_int(draws_per_size, "draws_per_size")
+    a = check_probability(alpha, "alpha")
+    ids, sz, obs = _observed_and_sizes(values_by_coalition, sizes, n, _check_min_size(min_size), metric)
+    as_generator(seed)
+
+    def evaluate(idx: np.ndarray) -> np.ndarray:
+        return np.array([float(null_fn(row)) for row in idx], dtype=np.float64)
+
+    return _null_table(ids, sz, obs, n_players=n, draws=draws, alpha=a, seed=seed, metric=metric,
+                       evaluate=evaluate, batch_for=lambda s: draws)
+
+
+def size_matched_null_batch(
+    values_by_coalition: Mapping[Hashable, float] | Sequence[float] | np.ndarray | pd.Series,
+    sizes: Mapping[Hashable, int] | Sequence[int] | np.ndarray | pd.Series,
+    null_fn_batch: Callable[[np.ndarray], np.ndarray],
+    *,
+    n_players: int,
+    draws_per_size: int = 200,
+    batch_size: int = 256,
+    alpha: float = 0.05,
+    seed: Seed = 0,
+    metric: str = "value",
+    min_size: int = 2,
+) -> pd.DataFrame:
+    """:func:`size_matched_null` with one callback per batch of random coalitions.
+
+    For estimators that score many coalitions at once: a first-order OOD drop is ``e @ M``
+    with ``e`` the per-neuron effects, shape (n,), and ``M`` the membership matrix below.
+    With the same ``seed`` and arguments the random coalitions are exactly those
+    :func:`size_matched_null` draws, so the two agree whenever the callbacks do.
+
+    Parameters
+    ----------
+    null_fn_batch : callable
+        ``null_fn_batch(M) -> values`` with ``M`` a dense float64 0/1 array of shape
+        ``(n_players, B)`` (column ``b`` is the indicator of random coalition ``b``; all
+        columns of one call have the same size) and ``values`` of shape ``(B,)``.
+    batch_size : int
+        Largest ``B`` per call (memory: ``n_players × batch_size`` floats).
+
+    Other parameters and the result are those of :func:`size_matched_null`.
+    """
+    if not callable(null_fn_batch):
+        raise InputError(f"null_fn_batch: expected a callable M -> values, got {type(null_fn_batch).__name__}.")
+    n = check_positive_int(n_players, "n_players")
+    draws = check_positive_int(draws_per_size, "draws_per_size")
+    bs = check_positive_int(batch_size, "batch_size")
+    a = check_probability(alpha, "alpha")
+    ids, sz, obs = _observed_and_sizes(values_by_coalition, sizes, n, _check_min_size(min_size), metric)
+    as_generator(seed)
+
+    def evaluate(idx: np.ndarray) -> np.ndarray:
+        m = np.zeros((n, idx.shape[0]))
+        m[idx, np.arange(idx.shape[0])[:, None]] = 1.0
+        return np.asarray(null_fn_batch(m), dtype=np.float64)
+
+    return _null_table(ids, sz, obs, n_players=n, draws=draws, alpha=a, seed=seed, metric=metric,
+                       evaluate=evaluate, batch_for=lambda s: bs)
