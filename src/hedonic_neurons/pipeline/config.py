@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -417,10 +418,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             if isinstance(value, str):
                 try:  # YAML 1.1 reads "2e-4" as a string
-                    return float(value)
+                    value = float(value)
                 except ValueError:
                     pass
-            raise ConfigError(f"{key}: expected a number, got {value!r}.")
+            if not isinstance(value, float):
+                raise ConfigError(f"{key}: expected a number, got {value!r}.")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}.")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -466,7 +470,10 @@ def _check_semantics(cfg: StudyConfig) -> None:
     need(f.batch_size >= 1, "finetune.batch_size", f"expected an integer >= 1, got {f.batch_size}.")
     need(1 <= f.micro_batch_size <= f.batch_size, "finetune.micro_batch_size",
          f"expected 1 <= micro_batch_size <= batch_size={f.batch_size}, got {f.micro_batch_size}.")
-    need(f.epochs > 0, "finetune.epochs", f"expected a positive number of epochs, got {f.epochs}.")
+    need(math.isfinite(f.epochs) and f.epochs > 0, "finetune.epochs",
+         f"expected a positive finite number of epochs, got {f.epochs}.")
+    need(f.weight_decay >= 0, "finetune.weight_decay", f"expected a number >= 0, got {f.weight_decay}.")
+    need(cfg.lora.alpha > 0, "lora.alpha", f"expected a positive scaling numerator, got {cfg.lora.alpha}.")
     need(f.max_steps is None or f.max_steps >= 1, "finetune.max_steps", f"expected null or >= 1, got {f.max_steps}.")
     need(0 <= f.warmup_ratio < 1, "finetune.warmup_ratio", f"expected 0 <= warmup_ratio < 1, got {f.warmup_ratio}.")
     need(f.n_negatives >= 1, "finetune.n_negatives", f"expected an integer >= 1, got {f.n_negatives}.")
@@ -483,7 +490,8 @@ def _check_semantics(cfg: StudyConfig) -> None:
     need(0 <= t.alpha_lo <= t.alpha_hi <= 1, "tracking.alpha_lo",
          f"expected 0 <= alpha_lo <= alpha_hi <= 1, got alpha_lo={t.alpha_lo}, alpha_hi={t.alpha_hi}.")
     need(cfg.model.batch_size >= 1, "model.batch_size", f"expected an integer >= 1, got {cfg.model.batch_size}.")
-    need(cfg.n_jobs != 0, "n_jobs", "expected a positive number of workers or -1 (all cores), got 0.")
+    need(cfg.n_jobs == -1 or cfg.n_jobs >= 1, "n_jobs",
+         f"expected a positive number of workers or -1 (all cores), got {cfg.n_jobs}.")
     e = cfg.evaluation
     need(e.stability_samples >= 1, "evaluation.stability_samples", f"expected >= 1, got {e.stability_samples}.")
     need(e.ood_max_coalitions >= 1, "evaluation.ood_max_coalitions", f"expected >= 1, got {e.ood_max_coalitions}.")
@@ -507,6 +515,60 @@ def packaged_config_path(name: str) -> Path:
     return Path(str(resources.files("hedonic_neurons") / "configs" / f"{name}.yaml"))
 
 
+def parse_config_text(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML/JSON config file strictly: duplicate keys, nesting bombs, non-UTF-8 -> :class:`ConfigError`.
+
+    YAML is read with a ``yaml.SafeLoader`` that refuses a key given twice in one mapping
+    (plain ``safe_load`` keeps the last one silently); documents nested deeper than
+    :data:`hedonic_neurons.io.MAX_JSON_DEPTH` are refused before and after parsing.
+    """
+    import yaml
+
+    from ..errors import HedonicError
+    from ..io import MAX_JSON_DEPTH, _json_depth_ok, check_nesting
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {p} is not valid UTF-8 text (byte {exc.start}: {exc.reason}).") from exc
+    if not _json_depth_ok(text, MAX_JSON_DEPTH):
+        raise ConfigError(f"config: {p} is nested deeper than {MAX_JSON_DEPTH} levels; refused.")
+
+    def no_duplicates(pairs: list[tuple[Any, Any]], where: str = "") -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ConfigError(f"config: {p}: key {k!r} is given twice{where}.")
+            out[k] = v
+        return out
+
+    class _StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            self.flatten_mapping(node)
+            pairs = [(self.construct_object(k, deep=deep), self.construct_object(v, deep=deep))
+                     for k, v in node.value]
+            return no_duplicates(pairs, f" (line {node.start_mark.line + 1})")
+
+    _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,  # type: ignore[arg-type]
+                                  lambda loader, node: loader.construct_mapping(node, deep=True))
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text, object_pairs_hook=no_duplicates)
+        else:
+            data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        check_nesting(data, f"config: {p}")
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config: {p} is not valid YAML/JSON ({' '.join(str(exc).split())}).") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config: {p} is nested too deeply; refused.") from exc
+    except HedonicError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from exc
+    return data
+
+
 def load_config(source: str | os.PathLike[str] | dict[str, Any], **overrides: Any) -> StudyConfig:
     """Load a :class:`StudyConfig` from a YAML/JSON path, a packaged name, or a dict.
 
@@ -517,8 +579,6 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any], **overrides: An
         Dotted keys (``discovery__seeds=[0]`` or ``{"discovery.seeds": [0]}`` via
         :meth:`StudyConfig.replace`) applied after loading.
     """
-    import yaml
-
     if isinstance(source, dict):
         data = source
     else:
@@ -528,11 +588,7 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any], **overrides: An
                 p = packaged_config_path(source)
             else:
                 raise ConfigError(f"config: file {str(p)!r} not found.")
-        text = p.read_text(encoding="utf-8")
-        try:
-            data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
-        except (yaml.YAMLError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"config: {p} is not valid YAML/JSON ({exc}).") from exc
+        data = parse_config_text(p)
     if overrides:
         data = _apply_overrides(data or {}, overrides)
     return from_dict(data)
