@@ -269,11 +269,16 @@ def load_pairs_jsonl(path: PathLike) -> pd.DataFrame:
     return _finish_pairs(rows)
 
 
+#: Column names that mark a TSV's first line as a header.
+_TSV_HEADER_NAMES = frozenset({"qid", "docid", "query", "passage", "relevance", "label"})
+
+
 def load_pairs_tsv(path: PathLike) -> pd.DataFrame:
     """Read query–passage pairs from a TSV file.
 
-    Either the first line is a header naming the columns (must include ``query`` and
-    ``passage``; optional ``qid``, ``docid``, ``relevance``/``label``; others ignored), or the
+    Either the first line is a header naming the columns (a first line naming any of
+    ``qid``, ``docid``, ``query``, ``passage``, ``relevance``, ``label`` is a header, and it
+    must include ``query`` and ``passage``; other columns are ignored), or the
     file is headerless with ``query<TAB>passage`` or ``query<TAB>passage<TAB>grade`` lines.
     Ids and grades are completed as in :func:`load_pairs_jsonl`.
 
@@ -287,7 +292,13 @@ def load_pairs_tsv(path: PathLike) -> pd.DataFrame:
         parts = line.split("\t")
         if columns is None:
             lowered = [p.strip().lower() for p in parts]
-            if "query" in lowered and "passage" in lowered:
+            if any(c in _TSV_HEADER_NAMES for c in lowered):  # a header: it names a known column
+                lacking = [c for c in ("query", "passage") if c not in lowered]
+                if lacking:
+                    raise ArtifactError(f"{path}:{lineno}: the header {parts} lacks the column(s) {lacking}; a "
+                                        "header must name 'query' and 'passage'.")
+                if len(set(lowered)) != len(lowered):
+                    raise ArtifactError(f"{path}:{lineno}: the header {parts} names a column twice.")
                 columns = lowered
                 continue
             if len(parts) not in (2, 3):
