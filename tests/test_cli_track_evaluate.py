@@ -138,19 +138,13 @@ def test_help_documents_convention(capsys) -> None:
 
 
 @pytest.mark.slow
-def test_commands_on_a_capture_directory(tmp_path) -> None:
+def test_commands_on_a_capture_directory(tmp_path, torch_one_thread) -> None:
     """The records input may be a streamed capture directory of a tiny real model."""
-    torch = pytest.importorskip("torch")
     from hedonic_neurons.models.capture import capture
     from tests.tiny_models import random_batches, tiny_model
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = tiny_model("mistral", seed=2, lora_layers=(1, 2), intermediate=24)
-        capture(model, random_batches(model, 2, 3, 6, seed=0), [1, 2], tmp_path / "cap", progress=False)
-    finally:
-        torch.set_num_threads(threads)
+    model = tiny_model("mistral", seed=2, lora_layers=(1, 2), intermediate=24)
+    capture(model, random_batches(model, 2, 3, 6, seed=0), [1, 2], tmp_path / "cap", progress=False)
     rng = np.random.default_rng(1)
     for layer in (1, 2):
         Partition.from_labels(rng.integers(0, 5, size=24)).to_json(tmp_path / "p" / f"layer{layer}.hedonic_pas.json")

@@ -12,15 +12,7 @@ from hedonic_neurons import InputError, LayerRecord, Partition, Readout
 from hedonic_neurons.metrics.synergy import coalition_synergy, coalition_synergy_final, pair_ratio
 from tests.helpers import assert_close
 
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run faster on one thread, and the CI machine is shared (oversubscription)."""
-    torch = pytest.importorskip("torch")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 def test_pair_ratio_hand_computed() -> None:

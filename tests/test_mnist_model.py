@@ -32,15 +32,7 @@ from tests.helpers import assert_close
 
 CFG = GatedMLPConfig(d_in=784, d_model=12, d_hidden=8, n_blocks=3)
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared CPU; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 

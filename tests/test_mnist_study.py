@@ -19,15 +19,7 @@ ARGS = ["mnist", "--quick", "--n-train", "500", "--n-test", "200", "--layers", "
         "--d-model", "32", "--d-hidden", "32", "--blocks", "3", "--top-k", "32", "--m", "4000", "--omega", "400",
         "--no-progress"]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared CPU; restored afterwards."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 

@@ -59,18 +59,9 @@ def test_neg_mse_and_task_dispatch() -> None:
         task_metric("cqtr", s)
 
 
-@pytest.fixture
-def one_thread():
-    torch = pytest.importorskip("torch")
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield torch
-    torch.set_num_threads(old)
-
-
 @pytest.mark.slow
-def test_ood_drop_matches_direct_ablation(one_thread) -> None:
-    torch = one_thread
+def test_ood_drop_matches_direct_ablation(torch_one_thread) -> None:
+    torch = torch_one_thread
     from hedonic_neurons import Partition
     from hedonic_neurons.metrics.ood import ood_drop
     from hedonic_neurons.models import score

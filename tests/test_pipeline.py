@@ -27,12 +27,7 @@ LABELS = ["hedonic_pas", "hedonic_pas_topcover", "hedonic_oca", "hedonic_oca_top
           "hierarchical"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

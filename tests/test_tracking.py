@@ -299,14 +299,8 @@ def _merged_mlp(model, family: str, layer: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "gpt_neox"])
-def test_mass_on_tiny_model_matches_neuron_loop(family: str) -> None:
-    torch = pytest.importorskip("torch")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny model: one thread is faster on a shared machine
-    try:
-        _check_tiny(torch, family)
-    finally:
-        torch.set_num_threads(threads)
+def test_mass_on_tiny_model_matches_neuron_loop(family: str, torch_one_thread) -> None:
+    _check_tiny(torch_one_thread, family)
 
 
 def _check_tiny(torch, family: str) -> None:
