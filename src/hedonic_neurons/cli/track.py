@@ -201,6 +201,26 @@ def _summary_table(tables: dict[tuple[int, int], Any]) -> Any:
     return pd.DataFrame(rows)
 
 
+def _check_track_args(args: argparse.Namespace) -> None:
+    """Cheap checks before anything is read: thresholds, sweep grids, --top, and --out (never an input)."""
+    from ..io import check_output_path
+
+    if not 0 <= args.alpha_lo <= args.alpha_hi <= 1:
+        raise InputError(f"--alpha-lo, --alpha-hi: expected 0 <= alpha_lo <= alpha_hi <= 1, got "
+                         f"{args.alpha_lo} and {args.alpha_hi}.")
+    for name, grid in (("--sweep-hi", args.sweep_hi), ("--sweep-lo", args.sweep_lo)):
+        bad = [v for v in grid if not 0 <= v <= 1]
+        if bad:
+            raise InputError(f"{name}: expected values in [0, 1], got {bad}.")
+    if args.top is not None and args.top < 1:
+        raise InputError(f"--top: expected an integer >= 1, got {args.top}.")
+    if args.layers is not None and any(layer < 0 for layer in args.layers):
+        raise InputError(f"--layers: expected non-negative layers, got {args.layers}.")
+    files = [p for p in args.partitions if Path(p).is_file()]
+    dirs = [p for p in args.partitions if Path(p).is_dir()] + [args.records]
+    check_output_path(args.out, "--out", inputs=files, input_dirs=dirs, kind="dir")
+
+
 def run_track(args: argparse.Namespace) -> int:
     """Run ``hedonic track`` from parsed arguments; returns the exit code."""
     import pandas as pd
@@ -217,6 +237,7 @@ def run_track(args: argparse.Namespace) -> int:
         transitions_long,
     )
 
+    _check_track_args(args)
     groups = discover_partitions(args.partitions, args.method)
     needed = sorted({layer for g in groups.values() for layer in g})
     if args.layers is not None:
