@@ -181,7 +181,7 @@ def test_paired_tests_by_hand(runs: list[Path]) -> None:
 def test_writers_and_the_command(runs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "tables"
     assert main(["tables", *map(str, runs), "--out", str(out)]) == 0
-    for name in ("table1", "table2", "table3", "table6", "paired_tests"):
+    for name in ("table1", "table2", "table3", "table3_layers", "table6", "paired_tests"):
         for ext in ("md", "csv", "tex"):
             assert (out / f"{name}.{ext}").is_file(), f"{name}.{ext}"
     assert "tables.md" in capsys.readouterr().out
@@ -254,3 +254,17 @@ def test_a_table_no_run_has_is_skipped(runs: list[Path], tmp_path: Path) -> None
     assert paper_table(df, "table3").empty
     files = {p.name for p in write_tables(df, tmp_path / "t")}
     assert "table3.md" not in files and "table1.md" in files and "paired_tests.csv" in files
+
+
+def test_table3_by_layer_rows_in_numeric_layer_order() -> None:
+    rows = [("r", "m", "cqtr", "hedonic_pas", s, layer, "transition_persist", v)
+            for s, layer, v in [(0, 7, 10.0), (1, 7, 20.0), (0, 8, 30.0), (1, 8, 30.0), (0, 10, 5.0)]]
+    df = pd.DataFrame(rows, columns=list(RUN_COLUMNS))
+    t = paper_table(df, "table3", by_layer=True)
+    assert list(t.index) == [(CQTR, HED, 7), (CQTR, HED, 8), (CQTR, HED, 10)]
+    col = ("m", "Persist")
+    # layer 7: 10, 20 -> 15 ± 12.7062·5 = 63.5; layer 8: 30, 30 -> 30 ± 0; layer 10: one seed
+    assert [t.loc[(CQTR, HED, layer), col] for layer in (7, 8, 10)] == ["15 ± 64", "30 ± 0", "5"]
+    # pooled over (seed, layer) units: 10, 20, 30, 30, 5 -> 19 ± 2.776·sqrt(520/4)/sqrt(5) = 14.2
+    assert paper_table(df, "table3").loc[(CQTR, HED), col] == "19 ± 14"
+    assert t.loc[(CQTR, HED, 7), ("m", "Merge")] == "—"

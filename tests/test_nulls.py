@@ -4,6 +4,7 @@ vectorised paths against loops, determinism, edge cases and input validation."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -335,10 +336,20 @@ def test_generic_null_validation() -> None:
         size_matched_null({"a": 1.0}, {"b": 2}, f, n_players=5)
 
 
-def test_all_subsets_are_reachable_and_uniform() -> None:
-    """The draws are uniform over the C(6, 2) = 15 pairs (chi-square, fixed seed)."""
-    idx = nulls._draw_subsets(np.random.default_rng(0), 6, 2, 15_000)
-    pairs = list(itertools.combinations(range(6), 2))
-    counts = np.array([np.count_nonzero((idx[:, 0] == a) & (idx[:, 1] == b)) for a, b in pairs])
-    assert counts.sum() == 15_000
+@pytest.mark.parametrize(("n", "s"), [(6, 2), (9, 3), (6, 3), (7, 5)])  # rejection sampler, then key sampler
+def test_all_subsets_are_reachable_and_uniform(n: int, s: int) -> None:
+    """The draws are uniform over the C(n, s) subsets (chi-square, fixed seed), rows sorted."""
+    draws = 400 * math.comb(n, s)
+    idx = nulls._draw_subsets(np.random.default_rng(0), n, s, draws)
+    assert (np.diff(idx, axis=1) > 0).all()
+    subsets = {c: k for k, c in enumerate(itertools.combinations(range(n), s))}
+    counts = np.bincount([subsets[tuple(r)] for r in idx.tolist()], minlength=len(subsets))
+    assert counts.sum() == draws and (counts > 0).all()
     assert stats.chisquare(counts).pvalue > 1e-4
+
+
+def test_key_sampler_rows_do_not_depend_on_chunking() -> None:
+    a = nulls._draw_subsets(np.random.default_rng(1), 10, 6, 50)
+    rng = np.random.default_rng(1)
+    b = np.concatenate([nulls._draw_subsets(rng, 10, 6, k) for k in (7, 20, 23)])
+    assert np.array_equal(a, b)

@@ -22,6 +22,7 @@ outputs (in --out):
   table1.{md,csv,tex}   extrinsic: OOD drop, alignment R² (relative drop, significant fraction when present)
   table2.{md,csv,tex}   predictivity R²
   table3.{md,csv,tex}   transitions: persist / merge / split / vanish, % of the source layer's coalitions
+  table3_layers.*       the same with one row per source layer (the paper's layout of Table 3)
   table6.{md,csv,tex}   intrinsic synergy: Pair, Ratio (held-out and pooled variants when present)
   paired_tests.{md,csv,tex}  each hedonic method vs every other method, paired over (seed, layer),
                         per model x task and pooled: mean difference with 95% CI, t, p, Cohen's d_z

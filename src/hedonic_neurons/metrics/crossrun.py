@@ -276,7 +276,16 @@ def _table_spec(table: str) -> TableSpec:
     return TABLES[key]
 
 
-def paper_table(df: pd.DataFrame, table: str, *, confidence: float = 0.95, digits: int = 3) -> pd.DataFrame:
+def _layer_key(x: Any) -> tuple[int, float | str]:
+    try:
+        return (0, float(x))
+    except (TypeError, ValueError):
+        return (1, str(x))
+
+
+def paper_table(
+    df: pd.DataFrame, table: str, *, by_layer: bool = False, confidence: float = 0.95, digits: int = 3
+) -> pd.DataFrame:
     """One of the paper's tables across runs: tasks as row groups, methods as rows, models as column groups.
 
     Parameters
@@ -286,6 +295,9 @@ def paper_table(df: pd.DataFrame, table: str, *, confidence: float = 0.95, digit
     table : {"table1", "table2", "table3", "table6"}
         Or ``"1"``, ``"extrinsic"``, ``"predictivity"``, ``"transitions"``, ``"synergy"``
         (:data:`TABLES` lists each table's metrics).
+    by_layer : bool
+        One row per layer under each method (the paper's Table 3 shows each layer pair; the
+        layer of a transition is its source layer); cells are then mean ± CI over seeds.
     confidence : float
         Level of the t-intervals (default 0.95).
     digits : int
@@ -295,10 +307,11 @@ def paper_table(df: pd.DataFrame, table: str, *, confidence: float = 0.95, digit
     -------
     pandas.DataFrame of str
         Index ``(Task, Method)`` (display labels; a method appears under a task when it has
-        any of the table's metrics there), columns ``(Model, Metric)``: the table's core
-        metrics always, its optional ones (held-out, pooled, relative, significant
-        fractions) when some run has them. Cells from :func:`format_cell`; ``"—"`` where a
-        run lacks the metric. No rows when no run has any of the table's metrics.
+        any of the table's metrics there; ``(Task, Method, Layer)`` with ``by_layer``),
+        columns ``(Model, Metric)``: the table's core metrics always, its optional ones
+        (held-out, pooled, relative, significant fractions) when some run has them. Cells
+        from :func:`format_cell`; ``"—"`` where a run lacks the metric. No rows when no run
+        has any of the table's metrics.
     """
     spec = _table_spec(table)
     df = _check_df(df)
@@ -307,23 +320,30 @@ def paper_table(df: pd.DataFrame, table: str, *, confidence: float = 0.95, digit
     present = set(df["metric"])
     metrics = [*spec.core, *(m for m in spec.optional if m in present)]
     units = _units(df, metrics)
+    row_keys = ["task", "method", "layer"] if by_layer else ["task", "method"]
     cells: dict[tuple[Any, ...], str] = {}
-    for key, g in units.groupby(["model", "task", "method", "metric"], sort=False, dropna=False):
+    for key, g in units.groupby(["model", *row_keys, "metric"], sort=False, dropna=False):
         cells[key] = format_cell(*mean_ci(g["value"].to_numpy(dtype=np.float64), confidence), digits=digits)
     models = list(dict.fromkeys(df["model"]))
-    tasks = _ordered(units["task"], list(TASKS))
     order = method_order()
-    rows: list[tuple[str, str]] = []
-    keys: list[tuple[Any, Any]] = []
-    for task in tasks:
-        for method in _ordered(units.loc[units["task"] == task, "method"], order):
-            rows.append((_task_label(task), display_label(method)))
-            keys.append((task, method))
+    rows: list[tuple[Any, ...]] = []
+    keys: list[tuple[Any, ...]] = []
+    for task in _ordered(units["task"], list(TASKS)):
+        at_task = units[units["task"] == task]
+        for method in _ordered(at_task["method"], order):
+            if not by_layer:
+                rows.append((_task_label(task), display_label(method)))
+                keys.append((task, method))
+                continue
+            for layer in sorted(set(at_task.loc[at_task["method"] == method, "layer"]), key=_layer_key):
+                rows.append((_task_label(task), display_label(method), layer))
+                keys.append((task, method, layer))
+    names = ["Task", "Method", "Layer"] if by_layer else ["Task", "Method"]
     columns = pd.MultiIndex.from_tuples([(str(m), _metric_label(x)) for m in models for x in metrics],
                                         names=["Model", "Metric"])
-    data = [[cells.get((m, task, method, x), _MISSING) for m in models for x in metrics] for task, method in keys]
-    index = pd.MultiIndex.from_tuples(rows, names=["Task", "Method"]) if rows else \
-        pd.MultiIndex.from_arrays([[], []], names=["Task", "Method"])
+    data = [[cells.get((m, *key, x), _MISSING) for m in models for x in metrics] for key in keys]
+    index = pd.MultiIndex.from_tuples(rows, names=names) if rows else \
+        pd.MultiIndex.from_arrays([[] for _ in names], names=names)
     return pd.DataFrame(data, index=index, columns=columns, dtype=object)
 
 
@@ -545,7 +565,8 @@ def write_tables(
 ) -> list[Path]:
     """Write Tables 1, 2, 3, 6 and the paired tests as Markdown, CSV and LaTeX into ``out``.
 
-    Files: ``table1.{md,csv,tex}`` ... ``table6.*`` (a table no run has a metric of is skipped),
+    Files: ``table1.{md,csv,tex}`` ... ``table6.*`` and ``table3_layers.*`` (Table 3 with one row
+    per source layer; a table no run has a metric of is skipped),
     ``paired_tests.{md,csv,tex}`` (the CSV with unrounded numbers) and ``tables.md`` with all
     of them under their titles.
 
@@ -572,15 +593,19 @@ def write_tables(
     written: list[Path] = []
     combined: list[str] = []
     tested: list[str] = []
-    for spec in TABLES.values():
-        table = paper_table(df, spec.name, confidence=confidence, digits=digits)
+    layouts = [(spec.name, spec.title, spec.name, False) for spec in TABLES.values()]
+    layouts.append(("table3_layers", TABLES["table3"].title + ", per source layer", "table3", True))
+    for name, title, spec_name, by_layer in layouts:
+        table = paper_table(df, spec_name, by_layer=by_layer, confidence=confidence, digits=digits)
         if table.empty:
             continue
-        tested += [m for m in (*spec.core, *spec.optional) if m in set(df["metric"]) and spec.name != "table3"]
-        md = to_markdown(table, spec.title)
+        spec = TABLES[spec_name]
+        if spec_name != "table3":
+            tested += [m for m in (*spec.core, *spec.optional) if m in set(df["metric"])]
+        md = to_markdown(table, title)
         combined.append(md)
-        written += [_write(root / f"{spec.name}.md", md), _write(root / f"{spec.name}.csv", to_csv(table)),
-                    _write(root / f"{spec.name}.tex", to_latex(table, caption=spec.title, label=f"tab:{spec.name}"))]
+        written += [_write(root / f"{name}.md", md), _write(root / f"{name}.csv", to_csv(table)),
+                    _write(root / f"{name}.tex", to_latex(table, caption=title, label=f"tab:{name}"))]
     methods = list(dict.fromkeys(df["method"]))
     refs = list(references) if references is not None else \
         [m for m in methods if m.startswith("hedonic_") and not m.startswith("hedonic_null")]

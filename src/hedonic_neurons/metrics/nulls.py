@@ -125,12 +125,29 @@ def _size_generators(seed: Seed, sizes: Sequence[int]) -> dict[int, np.random.Ge
 def _draw_subsets(rng: np.random.Generator, n: int, s: int, b: int) -> np.ndarray:
     """``b`` uniform random ``s``-subsets of ``0..n-1`` (``1 ≤ s < n``), rows sorted, shape (b, s).
 
-    The ``s`` smallest of ``n`` i.i.d. uniform keys form a uniform subset; the keys are drawn
-    row by row from one stream, so splitting ``b`` into chunks does not change the draws.
+    Two exact samplers, chosen by ``(n, s)`` only (never by how the caller batches), so the
+    draws depend on ``(rng, n, s, b)`` alone:
+
+    - ``s² ≤ n``: ``s`` indices with replacement per row, rows with a repeat redrawn (a row
+      with distinct members is uniform over ordered tuples, hence over subsets; at least
+      ``e^{-1/2}`` of the rows are accepted per round). Memory ``b·s``.
+    - otherwise: the ``s`` smallest of ``n`` i.i.d. uniform keys, in chunks of at most
+      :data:`_BLOCK_ELEMENTS` keys (rows come from one stream, so chunking does not change
+      them). Memory ``min(b·n, _BLOCK_ELEMENTS)``.
     """
-    keys = rng.random((b, n))
-    idx = np.argpartition(keys, s - 1, axis=1)[:, :s]
-    return np.sort(idx, axis=1)
+    if s * s <= n:
+        idx = np.sort(rng.integers(0, n, size=(b, s)), axis=1)
+        bad = np.flatnonzero((np.diff(idx, axis=1) == 0).any(axis=1))
+        while bad.size:
+            idx[bad] = np.sort(rng.integers(0, n, size=(bad.size, s)), axis=1)
+            bad = bad[(np.diff(idx[bad], axis=1) == 0).any(axis=1)]
+        return idx
+    out = np.empty((b, s), dtype=np.int64)
+    step = max(1, _BLOCK_ELEMENTS // n)
+    for start in range(0, b, step):
+        keys = rng.random((min(step, b - start), n))
+        out[start:start + keys.shape[0]] = np.sort(np.argpartition(keys, s - 1, axis=1)[:, :s], axis=1)
+    return out
 
 
 def _chunks(total: int, size: int) -> list[int]:
@@ -166,9 +183,13 @@ def _null_table(
     null_by_size: dict[int, np.ndarray] = {}
     for s in null_sizes:
         vals: list[np.ndarray] = []
-        key_rows = max(1, _BLOCK_ELEMENTS // n_players)
-        for b in _chunks(draws, min(batch_for(s), key_rows)):
-            idx = _draw_subsets(gens[s], n_players, s, b)
+        # the key sampler yields the same rows however the draws are chunked, so it is drawn per
+        # batch (bounded memory); the rejection sampler is drawn at once (b·s ≤ b·√n integers)
+        drawn = _draw_subsets(gens[s], n_players, s, draws) if s * s <= n_players else None
+        start = 0
+        for b in _chunks(draws, batch_for(s)):
+            idx = drawn[start:start + b] if drawn is not None else _draw_subsets(gens[s], n_players, s, b)
+            start += b
             out = np.asarray(evaluate(idx), dtype=np.float64).reshape(-1)
             if out.shape != (b,):
                 raise InputError(f"null function: expected {b} values for {b} random coalitions of size {s}, "
@@ -300,7 +321,8 @@ def pair_null_test(
 
     Notes
     -----
-    Cost: ``n_draws`` draws of ``n`` random keys per distinct size, plus per draw either an
+    Cost: per distinct size ``n_draws`` random subsets (``O(s)`` each for ``s² ≤ n``, else
+    ``O(n)`` random keys), plus per draw either an
     ``s × s`` gather (``s ≤ n/8``) or an ``n × n`` matrix–vector product, batched as a GEMM.
     The expected null Pair of every size is the mean off-diagonal ``φ``.
     """
