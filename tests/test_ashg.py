@@ -219,11 +219,11 @@ def _check_state(state: _BestResponseState, phi: np.ndarray) -> None:
     for c in range(state.top):
         members = np.flatnonzero(state.slot == c)
         if members.size == 0:
-            assert state.size[c] == 0 and np.all(state.S[:, c] == -np.inf)
+            assert state.size[c] == 0 and np.all(state.col(c) == -np.inf)
             continue
         assert members.size >= 2 and state.size[c] == members.size
         assert state.rep[c] == members.min()
-        assert_close(state.S[:, c], phi[:, members].sum(axis=1), rtol=0, atol=1e-12, msg=f"column {c}")
+        assert_close(state.col(c), phi[:, members].sum(axis=1), rtol=0, atol=1e-12, msg=f"column {c}")
     assert np.array_equal(state.alone, state.slot < 0)
     assert np.array_equal(state.alone_idx, np.flatnonzero(state.slot < 0))
     labels = state.labels()

@@ -41,6 +41,7 @@ ORDERS = ("random", "index")
 """Named sweep orders of :func:`nash_stable_partition` (an explicit permutation is also accepted)."""
 
 _CHUNK_ELEMS = 1 << 24  # entries of a float64 work tile (128 MB)
+_B = 8  # columns of the coalition-sum matrix per storage block (8 float64 = one cache line)
 
 # kinds of target in a best response
 _JOIN = 0  # an existing coalition with >= 2 members (a column of S)
@@ -211,8 +212,11 @@ def is_individually_stable(phi: Any, partition: Partition | np.ndarray, *, tol: 
 class _BestResponseState:
     """Labels and incremental coalition sums of the best-response dynamics.
 
-    A coalition with two or more members owns a column ``c`` of ``S`` (shape (n, capacity),
-    float64) with ``S[:, c] = Σ_{j∈c} φ[:, j]``; dead columns hold ``-inf``. A player who
+    A coalition with two or more members owns a column ``c`` of ``S`` (logically (n, capacity),
+    float64) with ``S[:, c] = Σ_{j∈c} φ[:, j]``; dead columns hold ``-inf``. ``S`` is stored
+    in blocks of ``_B`` columns, ``blocks[c // _B, :, c % _B]`` (shape (capacity/_B, n, _B)):
+    a column is then a run of ``n`` consecutive cache lines (a move streams it instead of
+    touching one page per player) and a row is ``capacity/_B`` short contiguous pieces. A player who
     is alone owns no column: its "coalition sum" for player ``i`` is ``φ_ij`` itself. A move
     updates at most two columns with one column of φ each (``O(n)``); choosing a move
     reads one row of ``S`` and φ at the lone players (``O(K)``), so a sweep is ``O(n·K)``.
@@ -228,7 +232,7 @@ class _BestResponseState:
         self.slot = np.full(n, -1, dtype=np.int64)
         self.alone = np.ones(n, dtype=bool)
         self._alone_idx: np.ndarray | None = None
-        self.S = np.empty((n, 0))
+        self.blocks = np.empty((0, n, _B))
         self.size = np.zeros(0, dtype=np.int64)
         self.rep = np.zeros(0, dtype=np.int64)
         self.top = 0
@@ -245,7 +249,7 @@ class _BestResponseState:
                         m = members[s : s + rows]
                         col += (arr[m].sum(axis=0, dtype=np.float64) if symmetric
                                 else arr[:, m].sum(axis=1, dtype=np.float64))
-                    self.S[:, c] = col
+                    self.col(c)[:] = col
                     self.size[c] = members.size
                     self.rep[c] = members.min()
                     self.slot[members] = c
@@ -256,14 +260,27 @@ class _BestResponseState:
         """``φ[:, i]``: how much every player values ``i`` (a row when φ is symmetric)."""
         return self.arr[i] if self.symmetric else self.arr[:, i]
 
+    @property
+    def capacity(self) -> int:
+        return self.blocks.shape[0] * _B
+
+    def col(self, c: int) -> np.ndarray:
+        """View of column ``c`` of ``S``, shape (n,)."""
+        return self.blocks[c // _B, :, c % _B]
+
+    def row(self, i: int) -> np.ndarray:
+        """Copy of ``S[i, :top]``, shape (top,)."""
+        return self.blocks[:, i, :].flatten()[: self.top]
+
     def _alloc(self) -> int:
         if self._free:
             return heapq.heappop(self._free)
-        if self.top == self.S.shape[1]:
-            cap = max(16, 2 * self.S.shape[1])
-            S = np.full((self.n, cap), -np.inf)
-            S[:, : self.top] = self.S[:, : self.top]
-            self.S = S
+        if self.top == self.capacity:
+            nb = max(2, 2 * self.blocks.shape[0])
+            blocks = np.full((nb, self.n, _B), -np.inf)
+            blocks[: self.blocks.shape[0]] = self.blocks
+            self.blocks = blocks
+            cap = self.capacity
             self.size = np.concatenate([self.size, np.zeros(cap - self.size.size, dtype=np.int64)])
             self.rep = np.concatenate([self.rep, np.zeros(cap - self.rep.size, dtype=np.int64)])
         c = self.top
@@ -271,7 +288,7 @@ class _BestResponseState:
         return c
 
     def _release(self, c: int) -> None:
-        self.S[:, c] = -np.inf
+        self.col(c)[:] = -np.inf
         self.size[c] = 0
         heapq.heappush(self._free, c)
 
@@ -280,8 +297,11 @@ class _BestResponseState:
         live = np.flatnonzero(self.size[: self.top] > 0)
         if live.size * 2 >= self.top:
             return
-        self.S[:, : live.size] = self.S[:, live]
-        self.S[:, live.size : self.top] = -np.inf
+        for new, old in enumerate(live.tolist()):  # new <= old: never overwrites a live column unread
+            if new != old:
+                self.col(new)[:] = self.col(old)
+        for c in range(live.size, self.top):
+            self.col(c)[:] = -np.inf
         remap = np.full(self.top, -1, dtype=np.int64)
         remap[live] = np.arange(live.size)
         in_col = self.slot >= 0
@@ -301,7 +321,7 @@ class _BestResponseState:
     # -- the dynamics
     def utility(self, i: int) -> float:
         c = int(self.slot[i])
-        return float(self.S[i, c] - self.diag[i]) if c >= 0 else 0.0
+        return float(self.blocks[c // _B, i, c % _B] - self.diag[i]) if c >= 0 else 0.0
 
     def best_response(self, i: int, tol: float) -> tuple[int, int, float] | None:
         """``(kind, target, gain)`` of ``i``'s best move, or ``None`` when none gains more than ``tol``.
@@ -314,9 +334,8 @@ class _BestResponseState:
         own = int(self.slot[i])
         u = self.utility(i)
         best = -np.inf
-        row = self.S[i, : self.top]
+        row = self.row(i)
         if own >= 0:
-            saved = row[own]
             row[own] = -np.inf
         if self.top:
             best = float(row.max())
@@ -330,8 +349,6 @@ class _BestResponseState:
             best = max(best, 0.0)
         gain = best - u
         if not gain > tol:
-            if own >= 0:
-                row[own] = saved
             return None
         choice: tuple[int, int, int] | None = None  # (rep, kind, target)
         if self.top and best != -np.inf:
@@ -339,8 +356,6 @@ class _BestResponseState:
             if ties.size:
                 c = int(ties[np.argmin(self.rep[ties])])
                 choice = (int(self.rep[c]), _JOIN, c)
-        if own >= 0:
-            row[own] = saved
         ties = np.flatnonzero(vals == best)
         if ties.size:
             j = int(idx[ties[0]])  # idx is sorted: the first tie is the smallest player
@@ -364,18 +379,18 @@ class _BestResponseState:
                 self.alone[other] = True
                 self._release(own)
             else:
-                self.S[:, own] -= col
+                self.col(own)[:] -= col
                 if self.rep[own] == i:
                     self.rep[own] = int(np.argmax(self.slot == own))
         if kind == _JOIN:
-            self.S[:, target] += col
+            self.col(target)[:] += col
             self.size[target] += 1
             self.rep[target] = min(int(self.rep[target]), i)
             self.slot[i] = target
             self.alone[i] = False
         elif kind == _PAIR:
             c = self._alloc()
-            self.S[:, c] = np.add(self.column(target), col, dtype=np.float64)  # one strided write
+            np.add(self.column(target), col, out=self.col(c), dtype=np.float64)
             self.size[c] = 2
             self.rep[c] = min(i, target)
             self.slot[i] = self.slot[target] = c
