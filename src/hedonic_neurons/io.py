@@ -347,7 +347,7 @@ def _check_npy_header(p: Path) -> None:
             raise ArtifactError(f"{p}: malformed .npy header ({exc}).") from exc
         offset = fh.tell()
     if dtype.hasobject:
-        raise ArtifactError(f"{p}: holds a Python-object array, which would need pickle; refused.")
+        raise ArtifactError(f"{p}: holds a pickled Python-object array; refused (pickle is never loaded).")
     count = 1
     for dim in shape:
         count *= int(dim)

@@ -30,6 +30,9 @@ __all__ = ["LayerRecord", "Readout"]
 
 NormKind = Literal["rms", "layer", "none"]
 
+#: The ``format`` tag in the header of a saved :class:`LayerRecord`.
+RECORD_FORMAT = "hedonic-neurons/record@1"
+
 
 @dataclass(frozen=True)
 class Readout:
@@ -277,26 +280,40 @@ class LayerRecord:
                 arrays[name] = arr if name in ("target_index",) else arr.astype(np.float32)
         r_arrays, r_info = self.readout.to_arrays()
         arrays.update(r_arrays)
-        header = {"layer": self.layer, "readout": r_info, "meta": self.meta, "format": "hedonic-neurons/record@1"}
+        header = {"layer": self.layer, "readout": r_info, "meta": self.meta, "format": RECORD_FORMAT}
         return save_arrays(path, arrays, metadata={"header": json.dumps(header, default=str)})
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LayerRecord:
         """Read a record written by :meth:`save`."""
+        from .io import loads_json
+
         arrays, metadata = load_arrays(path)
-        try:
-            header = json.loads(metadata["header"])
-        except (KeyError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{path}: not a hedonic-neurons layer record (no valid header).") from exc
-        missing = [k for k in ("h", "a", "a_base", "y", "w_down", "w_down_base") if k not in arrays]
+        if "header" not in metadata:
+            raise ArtifactError(f"{path}: not a hedonic-neurons layer record (no header).")
+        header = loads_json(metadata["header"], f"{path}: header")
+        if not isinstance(header, dict) or header.get("format") != RECORD_FORMAT:
+            raise ArtifactError(f"{path}: not a {RECORD_FORMAT} layer record (header format "
+                                f"{header.get('format') if isinstance(header, dict) else None!r}).")
+        layer = header.get("layer")
+        info = header.get("readout")
+        meta = header.get("meta", {})
+        if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+            raise ArtifactError(f"{path}: header 'layer' must be a non-negative integer, got {layer!r:.40}.")
+        if not isinstance(info, dict) or not isinstance(meta, dict):
+            raise ArtifactError(f"{path}: header 'readout' and 'meta' must be JSON objects.")
+        missing = [k for k in ("h", "a", "a_base", "y", "w_down", "w_down_base", "readout.weight") if k not in arrays]
         if missing:
             raise ArtifactError(f"{path}: record is missing tensors {missing}.")
-        readout = Readout.from_arrays(arrays, header["readout"])
+        try:
+            readout = Readout.from_arrays(arrays, info)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactError(f"{path}: malformed readout in the header ({exc!r}).") from exc
         return cls(
-            layer=int(header["layer"]),
+            layer=layer,
             h=arrays["h"], a=arrays["a"], a_base=arrays["a_base"], y=arrays["y"],
             w_down=arrays["w_down"], w_down_base=arrays["w_down_base"], readout=readout,
             w_read=arrays.get("w_read"), target_index=arrays.get("target_index"), labels=arrays.get("labels"),
-            meta=header.get("meta", {}),
+            meta=meta,
             delta_left=arrays.get("delta_left"), delta_right=arrays.get("delta_right"),
         )
