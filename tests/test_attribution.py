@@ -286,3 +286,16 @@ def test_errors_are_early_and_specific() -> None:
         estimated_ood_drop(model, batches, LAYER, [[0]], task="accuracy")
     with pytest.raises(InputError, match="base_scores, attributions: expected shapes"):
         estimated_scores_from_attributions(np.zeros(3), np.zeros((4, 64)), [[0]])
+
+
+def test_replay_that_differs_from_the_forward_pass_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hedonic_neurons.errors import UnsupportedModelError
+    from hedonic_neurons.models import attribution
+
+    model = tiny_model("llama", dtype=torch.float64)
+    batches = random_batches(model, 1, 3, 5, seed=13)
+    run = attribution._Suffix.run
+    monkeypatch.setattr(attribution._Suffix, "run", lambda self: run(self) * (1 + 1e-15) + 1e-15)
+    with pytest.raises(UnsupportedModelError, match="does not reproduce the forward pass"):
+        exact_coalition_scores(model, batches, LAYER, [[0]])
+    exact_coalition_scores(model, batches, LAYER, [[0]], check_replay=False)
