@@ -63,6 +63,8 @@ def test_pair_and_pooled_pair_by_hand_on_six_players() -> None:
     assert_close(df["pair"], [3.5, 4.0], rtol=0, atol=1e-12)
     assert pooled_pair(PHI6, PART6) == pytest.approx(3.625, abs=1e-12)
     assert pooled_pair(SynergyMatrix(PHI6.astype(np.float32)), PART6) == pytest.approx(3.625, abs=1e-6)
+    from_matrix = pair_null_test(SynergyMatrix(PHI6.astype(np.float32)), PART6, n_draws=50, seed=0)
+    pd.testing.assert_frame_equal(from_matrix, df)  # integers are exact in float32
 
 
 def test_pooled_pair_is_the_pair_count_weighted_mean() -> None:
