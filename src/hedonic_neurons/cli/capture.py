@@ -73,6 +73,8 @@ def parse_layers(text: str) -> list[int]:
                 out.append(int(part))
                 if out[-1] < 0:
                     raise ValueError
+    except InputError:
+        raise
     except ValueError as exc:
         raise InputError(f"--layers: expected non-negative layers such as '7-14' or '2,3', got {text!r}.") from exc
     if not out:
