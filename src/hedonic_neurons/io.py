@@ -237,8 +237,6 @@ def check_output_path(
     p = Path(out)
     if str(out) == "":
         raise InputError(f"{name}: expected a path, got an empty string.")
-    if suffixes is not None and p.suffix.lower() not in suffixes:
-        raise InputError(f"{name}: expected a file ending in {' or '.join(suffixes)}, got {str(p)!r}.")
     resolved = p.resolve()
     for src in inputs:
         if Path(src).resolve() == resolved:
@@ -251,6 +249,8 @@ def check_output_path(
         raise InputError(f"{name}: {p} is a directory, expected a file path.")
     if kind == "dir" and p.exists() and not p.is_dir():
         raise InputError(f"{name}: {p} is a file, expected a directory.")
+    if suffixes is not None and p.suffix.lower() not in suffixes:
+        raise InputError(f"{name}: expected a file ending in {' or '.join(suffixes)}, got {str(p)!r}.")
     parent = resolved if (kind == "dir" and p.is_dir()) else resolved.parent
     probe = parent
     while not probe.exists():
