@@ -270,3 +270,19 @@ def test_partly_fitting_adapter_refused(saved: dict[str, Path], tmp_path: Path, 
         load_scalar_model(saved["base"], saved[adapter])
     assert _capture_cli(saved, tmp_path / "cap", adapter=adapter) == 2
     assert match in _error_line(capsys.readouterr().err, "capture")
+
+
+def test_custom_code_model_and_hub_id_are_clean_errors(saved: dict[str, Path], tmp_path: Path, capsys: Any) -> None:
+    custom = tmp_path / "custom"
+    shutil.copytree(saved["base"], custom)
+    cfg = json.loads((custom / "config.json").read_text())
+    cfg["model_type"] = "x_custom"
+    cfg["auto_map"] = {"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"}
+    (custom / "config.json").write_text(json.dumps(cfg))
+    argv = ["capture", "--tokenizer", minilm_dir(), "--data", str(saved["data"]), "--layers", "1",
+            "--out", str(tmp_path / "cap"), "--quiet"]
+    assert main([*argv, "--model", str(custom)]) == 2
+    assert "custom code" in _error_line(capsys.readouterr().err, "capture")
+    assert main([*argv, "--model", "some-org/some-model"]) == 2
+    line = _error_line(capsys.readouterr().err, "capture")
+    assert "not a local model directory" in line and "pass local_files_only=False" not in line

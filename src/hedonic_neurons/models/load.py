@@ -175,9 +175,16 @@ def _from_path(path: str, *, dtype: Any, trust_remote_code: bool, local_files_on
 
     if local_files_only and not Path(path).is_dir():
         raise ArtifactError(
-            f"base: {path!r} is not a local directory; pass local_files_only=False to load a hub id."
+            f"base: {path!r} is not a local model directory (nothing is downloaded; the hedonic CLI loads local "
+            "directories, the Python API loads hub ids with local_files_only=False)."
         )
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=local_files_only)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                            local_files_only=local_files_only)
+    except (OSError, ValueError) as exc:
+        why = ("it needs custom code shipped with the model, which is never run (trust_remote_code=False)"
+               if "custom code" in str(exc) else " ".join(str(exc).split())[:200])
+        raise ArtifactError(f"base: {path!r} cannot be loaded: {why}.") from exc
     spec = spec_for_model_type(config.model_type, config)  # raises UnsupportedModelError early
     kwargs: dict[str, Any] = dict(trust_remote_code=trust_remote_code, local_files_only=local_files_only,
                                   output_loading_info=True)
