@@ -266,7 +266,7 @@ def model_fingerprint(model: torch.nn.Module, layers: Sequence[int], *, spec: Ar
             flat = t.reshape(-1)
             if "lora_" not in name and id(p) not in full and flat.numel() > _SAMPLE:
                 flat = flat[:: max(flat.numel() // _SAMPLE, 1)][:_SAMPLE]
-            h.update(flat.to("cpu", torch.float64).numpy().tobytes())
+            h.update(flat.to("cpu").contiguous().view(torch.uint8).numpy().tobytes())  # native bytes, no upcast
     for name, mod in model.named_modules():
         scaling = getattr(mod, "scaling", None)
         if isinstance(scaling, dict) and scaling:
