@@ -32,8 +32,8 @@ def test_command_writes_every_table_and_figure_and_resumes(tmp_path: Path, capsy
     for name in ("table7", "table8", "table9"):
         assert (out / f"{name}.md").is_file() and (out / f"{name}.csv").is_file()
     t7, t8, t9 = (pd.read_csv(out / f"{n}.csv") for n in ("table7", "table8", "table9"))
-    assert set(t7["method"]) >= {"Random Partition", "Activation K-Means", "Activation Hierarchical",
-                                 "Hedonic-OCA", "Hedonic-PAS"}
+    assert set(t7["method"]) >= {"Random", "K-means", "Hier. clustering", "Hedonic (OCA)", "Hedonic (PAS)",
+                                 "Hedonic (PAS, exact Top Covering)"}
     assert np.isfinite(t7[["delta_acc_mean", "avg_size"]].to_numpy()).all()
     assert np.isfinite(t8[["purity_mean", "selectivity_mean", "sparsity_mean"]].to_numpy()).all()
     assert len(t9) == 4 and np.isfinite(t9[["stroke_mean", "purity_mean"]].to_numpy()).all()
@@ -46,7 +46,7 @@ def test_command_writes_every_table_and_figure_and_resumes(tmp_path: Path, capsy
     long = pd.read_csv(out / "results_long.csv")
     assert {"seed", "setting", "layer", "method", "metric", "value"} <= set(long.columns)
     # every hedonic partition covers every player exactly once
-    for method in ("hedonic_pas", "hedonic_oca", "random", "kmeans", "hierarchical"):
+    for method in ("hedonic_pas", "hedonic_oca", "hedonic_pas_topcover", "random", "kmeans", "hierarchical"):
         sizes = coalitions[(coalitions["setting"] == "trained") & (coalitions["layer"] == 2)
                            & (coalitions["method"] == method)]["size"]
         assert sizes.sum() == 32, method
@@ -57,7 +57,8 @@ def test_command_writes_every_table_and_figure_and_resumes(tmp_path: Path, capsy
     assert (out / "report.md").is_file()
     layer_dir = out / "seed0" / "trained" / "h2"
     for name in ("record.safetensors", "phi_pas.safetensors", "phi_oca.safetensors", "players.safetensors",
-                 "partitions/hedonic_pas.json", "partitions/hierarchical.json"):
+                 "partitions/hedonic_pas.json", "partitions/hedonic_pas_topcover.json",
+                 "partitions/hierarchical.json"):
         assert (layer_dir / name).is_file(), name
     # a re-run with the same out dir reuses models and valuations
     model_path = out / "seed0" / "trained" / "model.safetensors"
@@ -86,15 +87,15 @@ def _rows() -> pd.DataFrame:
 def test_table_builders_hand_computed() -> None:
     rows = _rows()
     t7 = table7(rows, layers=[2, 3]).set_index("method")
-    pas = t7.loc["Hedonic-PAS"]
+    pas = t7.loc["Hedonic (PAS)"]
     assert pas["delta_acc_mean"] == pytest.approx(2.0)  # layer 5 and the shuffled control excluded
     assert pas["delta_acc_std"] == pytest.approx(1.0)
     assert pas["pair_mean"] == pytest.approx(0.2)  # singleton excluded
     assert pas["ratio_median"] == pytest.approx(1.0)
     assert pas["avg_size"] == pytest.approx(7 / 3) and pas["n_singletons"] == 1
-    assert list(t7.index) == ["Random Partition", "Hedonic-PAS"]  # the paper's row order
+    assert list(t7.index) == ["Random", "Hedonic (PAS)"]  # the paper's row order
     t8 = table8(rows, layers=[2]).set_index("method")
-    assert t8.loc["Hedonic-PAS", "purity_mean"] == pytest.approx(0.6)
+    assert t8.loc["Hedonic (PAS)", "purity_mean"] == pytest.approx(0.6)
     t9 = table9(rows, layer=3)
     assert list(t9["setting"]) == ["Label-Shuffled, h3"] and t9["stroke_mean"].iloc[0] == pytest.approx(0.15)
     pretty = format_table("table7", table7(rows, layers=[2]))

@@ -154,7 +154,7 @@ def test_stage_cache_reuses_and_redoes_only_downstream(first_run) -> None:
     prov = json.loads((run / "provenance.json").read_text())
     assert prov["executed"] and not prov["reused"]
     again = run_study(cfg, progress=False, report=False)
-    assert again.executed == [], again.executed  # a second run does no work
+    assert list(again.executed) == [], again.executed  # a second run does no work
     assert set(again.reused) == set(prov["executed"])
     pd.testing.assert_frame_equal(again.results.reset_index(drop=True),
                                   pd.read_parquet(run / "artifacts" / "results.parquet"))

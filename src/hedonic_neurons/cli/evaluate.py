@@ -13,7 +13,10 @@ Extrinsic (optional, with ``--model``): for every partition
 - predictivity: ridge on coalition mean activations, fit in distribution, R² on the OOD pairs
   (:func:`hedonic_neurons.metrics.predictivity.predictivity`; needs ``--train-pairs``).
 
-The conventions are those of the study pipeline (:mod:`hedonic_neurons.pipeline.stages`):
+Every number comes from the evaluation core shared with ``hedonic run``
+(:mod:`hedonic_neurons.evaluation`, options :class:`~hedonic_neurons.evaluation.EvalOptions`);
+this module only turns arguments into inputs, calls it and writes files. The conventions
+are those of the study pipeline:
 long results ``[model, task, method, seed, layer, metric, value]`` with metrics ``pair``,
 ``ratio``, ``ood_drop``, ``align_r2``, ``predictivity_r2``, rendered as the paper's Tables 1,
 2 and 6 by :mod:`hedonic_neurons.metrics.tables`. Inputs follow ``hedonic track``
@@ -28,12 +31,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .track import _safe_label, discover_partitions, load_layer_records
+from .. import vocab
+from ..evaluation import EvalOptions
+from ._shared import safe_label
+from .track import discover_partitions, load_layer_records
 
 __all__ = ["register", "run_evaluate"]
 
-METRICS: tuple[str, ...] = ("synergy", "ood", "alignment", "predictivity")
+#: The evaluations this command computes (every one of :data:`hedonic_neurons.vocab.EVALUATIONS`
+#: that is a property of a partition, not of the game).
+METRICS: tuple[str, ...] = tuple(e for e in vocab.names("evaluation") if e != "stability")
 LONG_COLUMNS: list[str] = ["model", "task", "method", "seed", "layer", "metric", "value"]
+_DEFAULTS = EvalOptions()
 
 _EPILOG = """\
 inputs (same conventions as 'hedonic track'):
@@ -108,7 +117,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers to evaluate (default: all)")
     p.add_argument("--metrics", nargs="+", choices=METRICS, default=None, metavar="METRIC",
                    help="any of synergy, ood, alignment, predictivity (default: synergy; with --model all four)")
-    p.add_argument("--min-size", type=int, default=2, help="skip smaller coalitions (default 2)")
+    p.add_argument("--min-size", type=int, default=_DEFAULTS.min_size,
+                   help=f"skip smaller coalitions (default {_DEFAULTS.min_size}, as evaluation.min_size of 'hedonic run')")
     p.add_argument("--max-members", type=int, default=None,
                    help="estimate larger coalitions' synergy on a random subset of this many members")
     p.add_argument("--seed", type=int, default=0, help="seed of the member subsets (default 0)")
@@ -119,7 +129,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--model", default=None, metavar="PATH", help="local base model directory")
     g.add_argument("--adapter", default=None, metavar="PATH", help="PEFT adapter directory (LoRA)")
     g.add_argument("--tokenizer", default=None, metavar="PATH", help="tokenizer directory (default: --model)")
-    g.add_argument("--task", choices=("cqtr", "mean_tf_l", "relevance"), default=None,
+    g.add_argument("--task", choices=vocab.names("task"), default=None,
                    help="task of the model: selects the targets and the metric M")
     g.add_argument("--ood-pairs", default=None, metavar="FILE", help="OOD pairs, JSONL or TSV")
     g.add_argument("--ood-qrels", default=None, metavar="FILE", help="TREC qrels of the OOD pairs (relevance)")
@@ -127,8 +137,9 @@ def register(subparsers: Any) -> None:
                    help="in-distribution pairs, JSONL or TSV (predictivity, collection statistics)")
     g.add_argument("--train-records", default=None, metavar="DIR",
                    help="records captured on --train-pairs (default: captured on the fly)")
-    g.add_argument("--ood-max-coalitions", type=int, default=20, metavar="N",
-                   help="ablate only the largest N coalitions of size >= --min-size (default 20; 0: all)")
+    g.add_argument("--ood-max-coalitions", type=int, default=_DEFAULTS.max_coalitions, metavar="N",
+                   help=f"ablate only the largest N coalitions of size >= --min-size (default "
+                        f"{_DEFAULTS.max_coalitions}; 0: all)")
     g.add_argument("--ridge-alpha", default="1.0", metavar="ALPHA",
                    help="ridge penalty of predictivity, a float or 'cv' (default 1.0)")
     g.add_argument("--batch-size", type=int, default=16, metavar="B", help="pairs per forward pass (default 16)")
@@ -196,16 +207,9 @@ def _ridge_alpha(text: str) -> float | str:
 
 def _load_pairs(path: str, option: str) -> Any:
     """Pairs DataFrame (``qid, docid, query, passage, relevance``) from JSONL (.jsonl/.json) or TSV."""
-    from ..errors import InputError
-    from ..ir import load_pairs_jsonl, load_pairs_tsv
+    from ..ir import read_pairs_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{option}: file not found: {p}.")
-    pairs = load_pairs_jsonl(p) if p.suffix.lower() in (".jsonl", ".json") else load_pairs_tsv(p)
-    if len(pairs) < 2:
-        raise InputError(f"{option}: expected at least 2 pairs, got {len(pairs)} in {p}.")
-    return pairs.reset_index(drop=True)
+    return read_pairs_file(path, option, min_pairs=2)
 
 
 def _records_for(
@@ -274,20 +278,6 @@ def _load_extrinsic(args: argparse.Namespace, layers: list[int], metrics: list[s
     return _Extrinsic(model, batches, pairs, targets, qrels, features, train_records, train_targets), records
 
 
-def _finite_mean(values: Any) -> float:
-    import numpy as np
-
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if v.size else float("nan")
-
-
-def _model_label(args: argparse.Namespace, meta: dict[str, Any]) -> str:
-    """Short model name for the tables (last path component, as the pipeline's ``model_name``)."""
-    src = args.model if args.model is not None else meta.get("model") or ""
-    return str(src).rstrip("/").split("/")[-1]
-
-
 def _seed_of(meta: dict[str, Any]) -> Any:
     """The partition's seed: ``meta["seed"]`` (pipeline) or ``meta["params"]["seed"]`` (library), else ""."""
     if meta.get("seed") is not None:
@@ -298,83 +288,68 @@ def _seed_of(meta: dict[str, Any]) -> Any:
     return ""
 
 
-def _evaluate_extrinsic(ext: _Extrinsic, args: argparse.Namespace, metrics: list[str], part: Any, layer: int,
-                        record: Any, out_dir: Path) -> dict[str, Any]:
-    """OOD drop, alignment and predictivity of one partition; per-coalition CSVs into ``out_dir``.
+def _options(args: argparse.Namespace) -> EvalOptions:
+    """The evaluation options of the command line (checked before any heavy work)."""
+    from ..errors import InputError
 
-    Returns the per-partition summary: ``ood_drop`` (mean ΔM over the ablated coalitions),
-    ``ood_coalitions``, ``align_r2`` (mean R² over coalitions of size >= ``--min-size``, or
-    over all when none is that large, as the pipeline does) and ``predictivity_r2``.
+    if args.min_size < 2:
+        raise InputError(f"--min-size: expected an integer >= 2 (Pair needs two members), got {args.min_size}.")
+    return EvalOptions(min_size=args.min_size, max_coalitions=args.ood_max_coalitions or None,
+                       ridge_alpha=_ridge_alpha(args.ridge_alpha), max_members=args.max_members, seed=args.seed,
+                       backend=args.backend, confidence=args.confidence)
+
+
+def _evaluate_extrinsic(ext: _Extrinsic, args: argparse.Namespace, opts: EvalOptions, metrics: list[str],
+                        part: Any, layer: int, record: Any, out_dir: Path) -> dict[str, Any]:
+    """OOD drop, alignment and predictivity of one partition through the evaluation core;
+    per-coalition CSVs into ``out_dir``.
+
+    Returns the per-partition summary: ``ood_drop``, ``ood_coalitions``, ``align_r2`` and
+    ``predictivity_r2`` (:mod:`hedonic_neurons.evaluation`).
     """
-    import numpy as np
-
+    from ..evaluation import evaluate_alignment, evaluate_ood, evaluate_predictivity
     from ..io import atomic_write
-    from ..metrics.alignment import coalition_activations, feature_alignment
-    from ..metrics.ood import ood_drop
-    from ..metrics.predictivity import predictivity
 
     row: dict[str, Any] = {}
-    sizes = np.asarray(part.sizes)
     if "ood" in metrics:
-        order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] >= args.min_size]
-        chosen = order[: args.ood_max_coalitions] if args.ood_max_coalitions > 0 else order
-        if chosen:
-            df = ood_drop(ext.model, ext.batches, layer, part, task=args.task,
-                          qids=ext.pairs["qid"].astype(str).tolist(), docids=ext.pairs["docid"].astype(str).tolist(),
-                          qrels=ext.qrels, targets=ext.targets, coalitions=chosen, progress=True)
+        ood = evaluate_ood(ext.model, ext.batches, layer, part, task=args.task, pairs=ext.pairs,
+                           targets=ext.targets, qrels=ext.qrels, options=opts, progress=True)
+        if ood.n_evaluated:
             with atomic_write(out_dir / f"ood.L{layer}.csv") as fh:
-                df.to_csv(fh, index=False)
-            row["ood_drop"] = _finite_mean(df["drop"])
-        else:
-            row["ood_drop"] = float("nan")
-        row["ood_coalitions"] = len(chosen)
-    acts_ood = coalition_activations(np.asarray(record.a, dtype=np.float64), part) \
-        if ("alignment" in metrics or "predictivity" in metrics) else None
+                ood.table.to_csv(fh, index=False)
+        row["ood_drop"], row["ood_coalitions"] = ood.drop, ood.n_evaluated
     if "alignment" in metrics:
-        al = feature_alignment(acts_ood, ext.features)
-        al.insert(1, "size", sizes[al["coalition"].to_numpy()])
-        al.insert(0, "layer", layer)
+        al = evaluate_alignment(record, part, ext.features, opts)
+        table = al.table.copy()
+        table.insert(0, "layer", layer)
         with atomic_write(out_dir / f"alignment.L{layer}.csv") as fh:
-            al.to_csv(fh, index=False)
-        big = al[al["size"] >= args.min_size]
-        row["align_r2"] = _finite_mean((big if len(big) else al)["r2"])
+            table.to_csv(fh, index=False)
+        row["align_r2"] = al.r2
     if "predictivity" in metrics and ext.train_records is not None:
-        acts_in = coalition_activations(np.asarray(ext.train_records[layer].a, dtype=np.float64), part)
-        row["predictivity_r2"] = predictivity(acts_in, ext.train_targets, acts_ood, ext.targets,
-                                              alpha=_ridge_alpha(args.ridge_alpha))
+        row["predictivity_r2"] = evaluate_predictivity(ext.train_records[layer], record, part, opts,
+                                                       train_targets=ext.train_targets, ood_targets=ext.targets).r2
     return row
 
 
 def _size_figure(parts: dict[int, Any], label: str, path: Path) -> None:
     """Coalition size distribution of one method, one curve per layer (log-log)."""
-    import matplotlib.pyplot as plt
+    from ..figures import plot_size_distribution, save_png
 
-    from ..io import atomic_path
-    from ..pipeline.report import plot_size_distribution
-
-    fig = plot_size_distribution({f"layer {layer}": parts[layer] for layer in sorted(parts)},
-                                 f"{label}: coalition sizes")
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    save_png(plot_size_distribution({f"layer {layer}": parts[layer] for layer in sorted(parts)},
+                                    f"{label}: coalition sizes"), path)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run ``hedonic evaluate`` from parsed arguments; returns the exit code."""
-    import numpy as np
     import pandas as pd
 
     from ..errors import InputError
+    from ..evaluation import evaluate_synergy
     from ..io import atomic_write
-    from ..metrics.stats import mean_ci
-    from ..metrics.synergy import coalition_synergy
-    from ..metrics.tables import to_markdown
+    from ..metrics.tables import format_cell, to_markdown
 
     metrics = _metrics_of(args)
-    if "predictivity" in metrics:
-        _ridge_alpha(args.ridge_alpha)  # fail before any heavy work
+    opts = _options(args)  # fail before any heavy work
     groups = discover_partitions(args.partitions, args.method)
     layers = sorted({layer for g in groups.values() for layer in g})
     if args.layers is not None:
@@ -395,27 +370,25 @@ def run_evaluate(args: argparse.Namespace) -> int:
         for layer in sorted(k for k in parts if k in layers):
             part = parts[layer]
             meta = part.meta
-            base = {"model": _model_label(args, meta), "task": args.task or meta.get("task", ""),
-                    "method": label, "seed": _seed_of(meta), "layer": layer}
+            base = {"model": vocab.model_label(args.model if args.model is not None else meta.get("model") or ""),
+                    "task": args.task or meta.get("task", ""), "method": label, "seed": _seed_of(meta),
+                    "layer": layer}
             if "synergy" in metrics:
-                df = coalition_synergy(records[layer], part, min_size=args.min_size,
-                                       max_members=args.max_members, seed=args.seed, backend=args.backend,
-                                       progress=True)
-                with atomic_write(out / _safe_label(label) / f"synergy.L{layer}.csv") as fh:
-                    df.to_csv(fh, index=False)
-                pm, pci = mean_ci(df["pair"].to_numpy(dtype=np.float64), args.confidence)
-                rm, rci = mean_ci(df["ratio"].to_numpy(dtype=np.float64), args.confidence)
-                n_nan = int((~df["ratio_defined"]).sum()) if len(df) else 0
-                summary.append({"method": label, "layer": layer, "coalitions": len(df),
-                                "pair": pm, "pair_ci": pci, "ratio": rm, "ratio_ci": rci,
-                                "ratio_undefined": n_nan})
-                for metric, value in (("pair", pm), ("ratio", rm)):
+                syn = evaluate_synergy(records[layer], part, opts, progress=True)
+                with atomic_write(out / safe_label(label) / f"synergy.L{layer}.csv") as fh:
+                    syn.table.to_csv(fh, index=False)
+                summary.append({"method": label, "layer": layer, "coalitions": syn.n_coalitions,
+                                "pair": syn.pair, "pair_ci": syn.pair_ci, "ratio": syn.ratio,
+                                "ratio_ci": syn.ratio_ci, "ratio_undefined": syn.n_ratio_undefined})
+                for metric, value in syn.metrics().items():
                     syn_long.append({**base, "metric": metric, "value": value})
-                print(f"[{label}] layer {layer}: {len(df)} coalitions, Pair {pm:.4g} ± {pci:.2g}, "
-                      f"Ratio {rm:.4g} ± {rci:.2g} ({n_nan} undefined)")
+                print(f"[{label}] layer {layer}: {syn.n_coalitions} coalitions, "
+                      f"Pair {format_cell(syn.pair, syn.pair_ci, 4, significant=True, sep=' ± ')}, "
+                      f"Ratio {format_cell(syn.ratio, syn.ratio_ci, 4, significant=True, sep=' ± ')} "
+                      f"({syn.n_ratio_undefined} undefined)")
             if ext is not None:
-                row = _evaluate_extrinsic(ext, args, metrics, part, layer, records.get(layer),
-                                          out / _safe_label(label))
+                row = _evaluate_extrinsic(ext, args, opts, metrics, part, layer, records.get(layer),
+                                          out / safe_label(label))
                 ext_rows.append({"method": label, "layer": layer, **row})
                 for metric in ("ood_drop", "align_r2", "predictivity_r2"):
                     if metric in row:
@@ -423,29 +396,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
                 print(f"[{label}] layer {layer}: " + ", ".join(
                     f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         _size_figure({layer: parts[layer] for layer in parts if layer in layers}, label,
-                     out / _safe_label(label) / "sizes.png")
+                     out / safe_label(label) / "sizes.png")
     long_df = pd.DataFrame(syn_long + long_rows, columns=LONG_COLUMNS)
     if "synergy" in metrics:
         sdf = pd.DataFrame(summary)
         with atomic_write(out / "synergy_summary.csv") as fh:
             sdf.to_csv(fh, index=False)
-        shown = sdf.copy()
-        shown["Pair"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["pair"], sdf["pair_ci"])]
-        shown["Ratio"] = [f"{m:.4g} ± {c:.2g}" for m, c in zip(sdf["ratio"], sdf["ratio_ci"])]
-        shown = shown[["method", "layer", "coalitions", "Pair", "Ratio", "ratio_undefined"]]
+        shown = sdf[["method", "layer", "coalitions"]].copy()
+        shown["Pair"] = [format_cell(m, c, 4, significant=True, sep=" ± ") for m, c in zip(sdf["pair"], sdf["pair_ci"])]
+        shown["Ratio"] = [format_cell(m, c, 4, significant=True, sep=" ± ")
+                          for m, c in zip(sdf["ratio"], sdf["ratio_ci"])]
+        shown["ratio_undefined"] = sdf["ratio_undefined"]
         with atomic_write(out / "synergy_summary.md") as fh:
             fh.write("# Coalition synergy (local readout, exact)\n\n"
-                     f"Mean over coalitions of size >= {args.min_size}, ± {args.confidence:.0%} t-CI.\n\n")
-            fh.write(to_markdown(shown) + "\n")
+                     f"Mean over coalitions of size >= {opts.min_size}, ± {opts.confidence:.0%} t-CI.\n\n")
+            fh.write(to_markdown(shown, index=False) + "\n")
         with atomic_write(out / "synergy_long.csv") as fh:
             pd.DataFrame(syn_long, columns=LONG_COLUMNS).to_csv(fh, index=False)
-        print(to_markdown(shown))
+        print(to_markdown(shown, index=False))
     if ext is not None:
         with atomic_write(out / "extrinsic_summary.csv") as fh:
             pd.DataFrame(ext_rows).to_csv(fh, index=False)
         with atomic_write(out / "results_long.csv") as fh:
             long_df.to_csv(fh, index=False)
-        _write_tables(long_df, out, args.confidence)
+        _write_tables(long_df, out, opts.confidence)
     return 0
 
 

@@ -18,16 +18,15 @@ finds it.
 
 
 def _finetune(args: argparse.Namespace) -> int:
-    from ..pipeline import load_config
-    from ..pipeline.stages import run_finetune
-    from .run import _overrides
+    from ..pipeline import load_config, run_finetune
+    from ._shared import parse_overrides
 
     source = args.config_name or args.config
     if source is None:
         from ..errors import ConfigError
 
         raise ConfigError("config: give a YAML path or --config-name NAME.")
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     if args.out:
         overrides["output_dir"] = args.out
     cfg = load_config(source, **overrides)

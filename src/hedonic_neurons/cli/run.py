@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ..errors import ConfigError
+from ._shared import parse_overrides
 
 RUN_EXAMPLE = """examples:
   hedonic run --config-name llama3.1-8b_relevance            # a packaged paper config
@@ -29,18 +30,6 @@ Covering and PAC-Top-Cover), matched baselines, evaluation, tracking and the rep
 """
 
 
-def _overrides(items: list[str] | None) -> dict[str, Any]:
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set: expected KEY=VALUE (e.g. discovery.seeds=[0,1]), got {item!r}.")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..pipeline import build_plan, config_names, describe_plan, load_config, run_study
 
@@ -50,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     source = args.config_name or args.config
     if source is None:
         raise ConfigError("config: give a YAML path or --config-name NAME (see --list-configs).")
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     if args.out:
         overrides["output_dir"] = args.out
     if args.n_jobs is not None:
@@ -68,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
     from ..pipeline import build_plan, describe_plan
     from ..pipeline.demo import demo_config, run_demo
 
-    overrides = _overrides(args.set)
+    overrides = parse_overrides(args.set)
     if args.dry_run:
         print(describe_plan(build_plan(demo_config(args.out, quick=args.quick, overrides=overrides))))
         return 0

@@ -6,6 +6,7 @@
 - :mod:`.features` — LETOR/MSLR body-stream features, collection statistics, a small BM25 index.
 - :mod:`.loaders` — MS MARCO / TREC files and the pairs table.
 - :mod:`.corpus` — the offline docstring corpus (no download).
+- :mod:`.splits` — reading pair files, dropping over-long queries, train/val/capture/OOD splits.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .loaders import (
     pairs_from_run,
     write_pairs_jsonl,
 )
+from .splits import PairSplits, drop_long_queries, read_pairs_file, split_pairs, subsample_queries
 from .targets import TASKS, compute_targets, cqtr, mean_tf_l
 
 __all__ = [
@@ -51,9 +53,11 @@ __all__ = [
     "CorpusStats",
     "LetorParams",
     "OfflineCorpus",
+    "PairSplits",
     "analyze",
     "build_offline_corpus",
     "compute_targets",
+    "drop_long_queries",
     "cqtr",
     "letor_features",
     "load_collection",
@@ -65,5 +69,8 @@ __all__ = [
     "load_run",
     "mean_tf_l",
     "pairs_from_run",
+    "read_pairs_file",
+    "split_pairs",
+    "subsample_queries",
     "write_pairs_jsonl",
 ]

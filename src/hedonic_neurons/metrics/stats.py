@@ -16,7 +16,7 @@ from scipy import stats as _st
 
 from ..errors import InputError
 
-__all__ = ["mean_ci", "paired_ttest", "summarise"]
+__all__ = ["finite_mean", "mean_ci", "paired_ttest", "per_seed_summary", "summarise"]
 
 
 def _as_1d(values: Any, name: str) -> np.ndarray:
@@ -133,17 +133,45 @@ def summarise(
     return pd.DataFrame(rows, columns=[*by, "mean", "ci", "n", "std"])
 
 
-_TABLE_NAMES = frozenset({
-    "table_extrinsic", "table_predictivity", "table_synergy", "table_transitions", "paired_tests",
-    "to_markdown", "to_csv", "to_latex", "format_cell",
-})
+def finite_mean(values: Sequence[float] | np.ndarray | pd.Series) -> float:
+    """Mean of the finite values (NaN and ±inf dropped); NaN when none is finite."""
+    arr = _as_1d(values, "values")
+    arr = arr[np.isfinite(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
 
 
-def __getattr__(name: str) -> Any:
-    # The agreed interface lists the table builders under ``metrics.stats``; they live in
-    # ``metrics.tables`` (which imports this module), so they are re-exported lazily.
-    if name in _TABLE_NAMES:
-        from . import tables
+def per_seed_summary(
+    long_df: pd.DataFrame, by: Sequence[str], value: str = "value", confidence: float = 0.95,
+    seed: str = "seed",
+) -> pd.DataFrame:
+    """Mean ± CI over seeds of the per-seed means: the aggregation of every table (docs/method.md §8).
 
-        return getattr(tables, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Within one seed, all rows of a group of ``by`` (several layers, coalitions, models)
+    are averaged first (NaN ignored); the group's cell is then the mean over seeds ± the
+    t half-width (:func:`mean_ci`).
+
+    Parameters
+    ----------
+    long_df : pandas.DataFrame
+        A long table with the columns ``by``, ``seed`` and ``value``.
+    by : sequence of str
+        Grouping columns (groups kept in order of first appearance).
+    value, seed : str
+        The numeric and the seed column.
+    confidence : float
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``*by, mean, ci, n`` (``n``: seeds with a finite per-seed mean).
+    """
+    by = list(by)
+    missing = [c for c in [*by, seed, value] if c not in long_df.columns]
+    if missing:
+        raise InputError(f"long_df: missing column(s) {missing}; got {list(long_df.columns)}.")
+    if long_df.empty:
+        return pd.DataFrame(columns=[*by, "mean", "ci", "n"])
+    vals = pd.to_numeric(long_df[value], errors="coerce")
+    per_seed = (long_df.assign(_v=vals).groupby([*by, seed], sort=False, dropna=False)["_v"].mean()
+                .reset_index())
+    summ = summarise(per_seed, by, value="_v", confidence=confidence)
+    return summ[[*by, "mean", "ci", "n"]]

@@ -37,9 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import vocab
 from ..errors import InputError
 from ..io import atomic_write
-from .stats import mean_ci, paired_ttest
+from .stats import paired_ttest, per_seed_summary
 
 __all__ = [
     "EVENT_LABELS",
@@ -64,28 +65,12 @@ RESULT_COLUMNS: tuple[str, ...] = ("model", "task", "method", "seed", "layer", "
 #: Columns of a long transitions table (Table 3).
 TRANSITION_COLUMNS: tuple[str, ...] = ("model", "task", "seed", "src_layer", "dst_layer", "event", "percent")
 
-#: Method key -> label, in the paper's row order.
-METHOD_LABELS: dict[str, str] = {
-    "random": "Random",
-    "kmeans": "K-means",
-    "hierarchical": "Hier. clustering",
-    "hedonic_oca": "Hedonic (OCA)",
-    "hedonic_pas": "Hedonic (PAS)",
-}
+#: Method key -> label, in the paper's row order (from :mod:`hedonic_neurons.vocab`).
+METHOD_LABELS: dict[str, str] = {m: vocab.display_label(m) for m in vocab.method_order()}
 #: Task key -> section label (Tables 1, 3, 6) and column label (Table 2).
-TASK_LABELS: dict[str, tuple[str, str]] = {
-    "cqtr": ("Covered Query Term Ratio", "CQTR"),
-    "mean_tf_l": ("Mean of Normalized Term Frequency", "Mean-TF/L"),
-    "relevance": ("Relevance Modelling", "Relevance (RM)"),
-}
+TASK_LABELS: dict[str, tuple[str, str]] = {t.name: (t.label, t.short) for t in vocab.TASKS.values()}
 #: Metric key -> column label.
-METRIC_LABELS: dict[str, str] = {
-    "ood_drop": "OOD Drop",
-    "align_r2": "Align R2",
-    "predictivity_r2": "R2",
-    "pair": "Pairwise",
-    "ratio": "Ratio",
-}
+METRIC_LABELS: dict[str, str] = {m.name: m.label for m in vocab.METRICS.values()}
 #: Transition event key -> column label, in the paper's order.
 EVENT_LABELS: dict[str, str] = {"persist": "Persist", "merge": "Merge", "split": "Split", "vanish": "Vanish"}
 
@@ -103,9 +88,7 @@ def _check_columns(df: pd.DataFrame, columns: Sequence[str], name: str) -> None:
 
 def _method_label(m: Any) -> str:
     s = str(m)
-    if s.lower() in METHOD_LABELS:
-        return METHOD_LABELS[s.lower()]
-    return s
+    return vocab.display_label(s.lower()) if vocab.display_label(s.lower()) != s.lower() else s
 
 
 def _task_label(t: Any, short: bool = False) -> str:
@@ -122,25 +105,35 @@ def _ordered(values: Iterable[Any], preferred: Sequence[str]) -> list[Any]:
     return head + [v for v in seen if v not in head]
 
 
-def _fmt_number(x: float, digits: int) -> str:
-    return f"{x:.{digits}f}"
+def format_cell(mean: float, ci: float, digits: int = 2, suffix: str = "", *, significant: bool = False,
+                scientific: bool = False, sep: str = "±") -> str:
+    """The one ``mean ± ci`` formatter of the package's tables and reports.
 
-
-def format_cell(mean: float, ci: float, digits: int = 2, suffix: str = "") -> str:
-    """``"mean±ci"`` (``"mean"`` when ``ci`` is NaN; ``"n/a"`` when ``mean`` is NaN).
-
-    A half-width that would print as zero at ``digits`` decimals (but is not zero) is
-    printed with one significant digit, as in the paper's ``0.11±0.005``.
+    ``"mean±ci"`` (``"mean"`` when ``ci`` is NaN; ``"n/a"`` when ``mean`` is NaN). With
+    ``significant=False`` both numbers get ``digits`` decimals, and a half-width that would
+    print as zero (but is not zero) gets one significant digit, as in the paper's
+    ``0.11±0.005``. With ``significant=True`` the mean gets ``digits`` significant digits
+    and the half-width two (synergies in logit units can be ~1e-8). With ``scientific=True``
+    the mean is ``{:.<digits>e}`` and the half-width ``{:.1e}``. ``sep`` joins them
+    (``" ± "`` in the reports).
     """
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return _NA
-    head = _fmt_number(mean, digits)
+    if scientific:
+        head = f"{mean:.{digits}e}"
+        return head + suffix if ci is None or not np.isfinite(ci) else f"{head}{sep}{ci:.1e}{suffix}"
+    if significant:
+        head = f"{mean:.{digits}g}"
+        if ci is None or not np.isfinite(ci):
+            return head + suffix
+        return f"{head}{sep}{ci:.2g}{suffix}"
+    head = f"{mean:.{digits}f}"
     if ci is None or math.isnan(ci):
         return head + suffix
-    ci_s = _fmt_number(ci, digits)
+    ci_s = f"{ci:.{digits}f}"
     if ci > 0 and float(ci_s) == 0.0:
         ci_s = f"{ci:.1g}"
-    return f"{head}±{ci_s}{suffix}"
+    return f"{head}{sep}{ci_s}{suffix}"
 
 
 def _cells(
@@ -149,17 +142,9 @@ def _cells(
     """Per-seed means over all other rows, then mean ± CI over seeds, per ``keys``."""
     if df.empty:
         return {}
-    vals = pd.to_numeric(df[value], errors="coerce")
-    per_seed = (
-        df.assign(_v=vals).groupby([*keys, "seed"], sort=False, dropna=False)["_v"].mean().reset_index()
-    )
-    out: dict[tuple[Any, ...], tuple[float, float, int]] = {}
-    for key, g in per_seed.groupby(keys, sort=False, dropna=False):
-        key_t = key if isinstance(key, tuple) else (key,)
-        v = g["_v"].to_numpy(dtype=np.float64)
-        m, h = mean_ci(v, confidence)
-        out[key_t] = (m, h, int(np.count_nonzero(~np.isnan(v))))
-    return out
+    summ = per_seed_summary(df, keys, value=value, confidence=confidence)
+    return {tuple(row[:len(keys)]): (float(row[-3]), float(row[-2]), int(row[-1]))
+            for row in summ.itertuples(index=False, name=None)}
 
 
 def _prepare(long_df: pd.DataFrame, metrics: Sequence[str], layer: Any) -> pd.DataFrame:
@@ -435,12 +420,18 @@ def _write_text(text: str, path: str | os.PathLike[str] | None) -> str:
     return text
 
 
-def to_markdown(df: pd.DataFrame, path: str | os.PathLike[str] | None = None) -> str:
-    """A GitHub pipe table (index as leading columns, column levels joined by ``" / "``).
+def to_markdown(df: pd.DataFrame, path: str | os.PathLike[str] | None = None, *, index: bool = True) -> str:
+    """The one Markdown table writer: a GitHub pipe table.
 
-    Written without ``tabulate`` so it works in a minimal install; ``|`` in cells is escaped.
-    With ``path``, also written to that file.
+    The index becomes leading columns (``index=False`` leaves it out), column levels are
+    joined by ``" / "``. Written without ``tabulate`` so it works in a minimal install;
+    ``|`` in cells is escaped. An empty frame gives ``"_(no rows)_"``. With ``path``, also
+    written to that file.
     """
+    if len(df) == 0:
+        return _write_text("_(no rows)_\n", path)
+    if not index:
+        df = df.set_index(df.columns[0]) if len(df.columns) else df
     header, body = _flat(df)
 
     def esc(s: str) -> str:

@@ -23,10 +23,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArtifactError, InputError
-from ..io import atomic_path, atomic_write
+from ..figures import save_png
+from ..io import atomic_write
 from ..partition import Partition
 from .metrics import coalition_activation, top_k_indices
-from .study import METHOD_LABELS, MnistStudyConfig, MnistStudyResult, load_study
+from .study import METHOD_LABELS, REFERENCE, MnistStudyConfig, MnistStudyResult, load_study
 
 __all__ = [
     "Tables",
@@ -44,14 +45,14 @@ Tables = dict[str, pd.DataFrame]
 
 
 def _seed_ci(frame: pd.DataFrame, column: str) -> tuple[float, float]:
-    """Mean and 95% half-width over per-seed means (NaN half-width with fewer than 2 seeds)."""
-    per_seed = frame.groupby("seed")[column].mean().dropna().to_numpy()
-    if per_seed.size < 2:
-        return (float(per_seed.mean()) if per_seed.size else float("nan")), float("nan")
-    from ..metrics.stats import mean_ci
+    """Mean and 95% half-width over per-seed means (NaN half-width with fewer than 2 seeds),
+    through the package's one per-seed aggregation (:func:`hedonic_neurons.metrics.stats.per_seed_summary`)."""
+    from ..metrics.stats import per_seed_summary
 
-    mean, half = mean_ci(per_seed)
-    return float(mean), float(half)
+    summ = per_seed_summary(frame.assign(_all=0), ["_all"], value=column)
+    if summ.empty:
+        return float("nan"), float("nan")
+    return float(summ["mean"].iloc[0]), float(summ["ci"].iloc[0])
 
 
 def _summarise(frame: pd.DataFrame, columns: Sequence[str]) -> dict[str, Any]:
@@ -121,8 +122,8 @@ def table9(coalitions: pd.DataFrame, layer: int) -> pd.DataFrame:
     (Hedonic-PAS, Activation Hierarchical) and the two negative controls (Hedonic-PAS)."""
     _check(coalitions)
     rows = []
-    for setting, method in (("trained", "hedonic_pas"), ("trained", "hierarchical"),
-                            ("random_init", "hedonic_pas"), ("shuffled", "hedonic_pas")):
+    for setting, method in (("trained", REFERENCE), ("trained", "hierarchical"),
+                            ("random_init", REFERENCE), ("shuffled", REFERENCE)):
         m = coalitions[(coalitions["setting"] == setting) & (coalitions["layer"] == layer)
                        & (coalitions["method"] == method)]
         if m.empty:
@@ -135,15 +136,15 @@ def table9(coalitions: pd.DataFrame, layer: int) -> pd.DataFrame:
 
 
 def _pm(mean: float, std: float, digits: int) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}" if np.isfinite(std) else f"{mean:.{digits}f}"
+    from ..metrics.tables import format_cell
+
+    return format_cell(mean, std, digits, sep=" ± ")
 
 
 def _pm_sci(mean: float, std: float) -> str:
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.2e} ± {std:.1e}" if np.isfinite(std) else f"{mean:.2e}"
+    from ..metrics.tables import format_cell
+
+    return format_cell(mean, std, 2, sep=" ± ", scientific=True)
 
 
 def partition_shapes(coalitions: pd.DataFrame) -> pd.DataFrame:
@@ -204,7 +205,7 @@ def _markdown(frame: pd.DataFrame) -> str:
     """A pipe table via the shared :func:`hedonic_neurons.metrics.tables.to_markdown` (no tabulate)."""
     from ..metrics.tables import to_markdown
 
-    return to_markdown(frame.set_index(frame.columns[0])).rstrip("\n")
+    return to_markdown(frame, index=False).rstrip("\n")
 
 
 def top_activation_grid(images: np.ndarray, digits: np.ndarray, title: str, *, columns: int = 8) -> Any:
@@ -248,15 +249,6 @@ def top_activation_grid(images: np.ndarray, digits: np.ndarray, title: str, *, c
     return fig
 
 
-def _save_png(fig: Any, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _grids(out: Path, cfg: MnistStudyConfig, coalitions: pd.DataFrame) -> list[tuple[str, Path]]:
     """Top-64 grids of the most pure Hedonic-PAS coalitions (and the best hierarchical one)."""
     from .data import load_mnist
@@ -277,7 +269,7 @@ def _grids(out: Path, cfg: MnistStudyConfig, coalitions: pd.DataFrame) -> list[t
     h = layer_activations(model, data.x_test)[layer - 1]
     sel = coalitions[(coalitions["seed"] == seed) & (coalitions["setting"] == "trained") & (coalitions["layer"] == layer)]
     figures: list[tuple[str, Path]] = []
-    for method, count in (("hedonic_pas", cfg.grid_coalitions), ("hierarchical", 1)):
+    for method, count in ((REFERENCE, cfg.grid_coalitions), ("hierarchical", 1)):
         part_path = sdir / f"h{layer}" / "partitions" / f"{method}.json"
         if not part_path.is_file():
             continue
@@ -289,7 +281,7 @@ def _grids(out: Path, cfg: MnistStudyConfig, coalitions: pd.DataFrame) -> list[t
             title = (f"{METHOD_LABELS[method]}, h{layer}, coalition {int(r['coalition'])} (|C|={int(r['size'])}): "
                      f"purity {r['purity']:.2f}, stroke {r['stroke']:.2f} ({r['stroke_template']})")
             fig = top_activation_grid(data.x_test[top], data.y_test[top], title)
-            path = _save_png(fig, out / "figures" / f"grid_seed{seed}_h{layer}_{method}_c{int(r['coalition'])}.png")
+            path = save_png(fig, out / "figures" / f"grid_seed{seed}_h{layer}_{method}_c{int(r['coalition'])}.png")
             figures.append((title, path))
     return figures
 

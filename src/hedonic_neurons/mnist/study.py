@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .. import vocab
 from ..errors import ArtifactError, ConfigError
 from ..io import atomic_write, load_arrays, read_json, save_arrays, write_json
 from ..partition import Partition
@@ -93,23 +94,18 @@ __all__ = [
 ]
 
 SETTINGS: tuple[str, ...] = ("trained", "random_init", "shuffled")
-#: method key -> (game algorithm, valuation)
+#: method label -> (partition method, valuation), labels composed by :func:`hedonic_neurons.vocab.method_label`
+#: (``hedonic_pas`` = PAC-Top-Cover on exact PAS, ``hedonic_pas_topcover`` = exact Top Covering on it).
 HEDONIC_METHODS: dict[str, tuple[str, str]] = {
-    "hedonic_pas": ("pac_top_cover", "pas"),
-    "hedonic_oca": ("pac_top_cover", "oca"),
-    "hedonic_pas_exact": ("top_cover", "pas"),
-    "hedonic_oca_exact": ("top_cover", "oca"),
+    vocab.method_label(val, algo): (algo, val)
+    for algo, val in (("pac_top_cover", "pas_exact"), ("pac_top_cover", "oca"), ("top_cover", "pas_exact"),
+                      ("top_cover", "oca"))
 }
-BASELINE_METHODS: tuple[str, ...] = ("random", "kmeans", "hierarchical")
-METHOD_LABELS: dict[str, str] = {
-    "random": "Random Partition",
-    "kmeans": "Activation K-Means",
-    "hierarchical": "Activation Hierarchical",
-    "hedonic_oca": "Hedonic-OCA",
-    "hedonic_pas": "Hedonic-PAS",
-    "hedonic_oca_exact": "Hedonic-OCA (exact Top Covering)",
-    "hedonic_pas_exact": "Hedonic-PAS (exact Top Covering)",
-}
+BASELINE_METHODS: tuple[str, ...] = tuple(vocab.BASELINES)
+#: The hedonic partition the baselines are matched to (App. I.5).
+REFERENCE = vocab.method_label("pas_exact", "pac_top_cover")
+#: method label -> display label (:func:`hedonic_neurons.vocab.display_label`), in the tables' row order.
+METHOD_LABELS: dict[str, str] = {m: vocab.display_label(m) for m in (*BASELINE_METHODS, *HEDONIC_METHODS)}
 
 
 @dataclass(frozen=True)
@@ -252,12 +248,12 @@ def _valuations(layer_dir: Path, record: LayerRecord, model: GatedResidualMLP, n
     out: dict[str, np.ndarray] = {}
     pas_path = layer_dir / "phi_pas.safetensors"
     if _fresh(pas_path, key):
-        out["pas"] = SynergyMatrix.load(pas_path).values
+        out["pas_exact"] = SynergyMatrix.load(pas_path).values
     else:
         sm = valuations.pas(record, method="exact", progress=progress)
         sm = _with_key(sm, key)
         sm.save(pas_path)
-        out["pas"] = np.asarray(sm.values)
+        out["pas_exact"] = np.asarray(sm.values)
     if need_oca:
         oca_path = layer_dir / "phi_oca.safetensors"
         if _fresh(oca_path, key):
@@ -304,7 +300,7 @@ def _with_key(sm: Any, key: str) -> Any:
 def _partitions(layer_dir: Path, phis: dict[str, np.ndarray], profiles: np.ndarray, cfg: MnistStudyConfig,
                 seed: int, methods: Sequence[str], key: str) -> dict[str, Partition]:
     """Hedonic partitions and matched baselines for one layer, cached as JSON."""
-    from .. import baselines, game
+    from .. import baselines
 
     out: dict[str, Partition] = {}
     pdir = layer_dir / "partitions"
@@ -327,12 +323,10 @@ def _partitions(layer_dir: Path, phis: dict[str, np.ndarray], profiles: np.ndarr
         if part is None:
             algo, val = HEDONIC_METHODS[name]
             t0 = time.perf_counter()
-            if algo == "top_cover":
-                part = game.top_cover(phis[val], k=cfg.k)
-            else:
-                part = game.pac_top_cover(phis[val], k=cfg.k, m=cfg.m, omega=cfg.omega,
-                                          size_range=cfg.size_range, seed=seed)
-            part = part.with_meta(mnist_key=key, mnist_method=name, valuation=val,
+            options = {"k": cfg.k, "emit": "smallest", "m": cfg.m, "omega": cfg.omega, "size_range": cfg.size_range,
+                       "sampler": "uniform", "seed": seed}
+            part = vocab.PARTITION_METHODS[algo].run(phis[val], **options)
+            part = part.with_meta(mnist_key=key, mnist_method=name, label=name, valuation=val, method=algo,
                                   seconds=time.perf_counter() - t0, summary=part.summary().to_dict())
             part.to_json(pdir / f"{name}.json")
         out[name] = part
@@ -340,9 +334,9 @@ def _partitions(layer_dir: Path, phis: dict[str, np.ndarray], profiles: np.ndarr
     if wanted:
         parts = {b: cached(b) for b in wanted}
         if any(p is None for p in parts.values()):
-            made = baselines.matched_baselines(out["hedonic_pas"], profiles, seed)
+            made = baselines.matched_baselines(out[REFERENCE], profiles, seed)
             for b in wanted:
-                part = made[b].with_meta(mnist_key=key, mnist_method=b, matched_to="hedonic_pas",
+                part = made[b].with_meta(mnist_key=key, mnist_method=b, label=b, matched_to=REFERENCE,
                                          summary=made[b].summary().to_dict())
                 part.to_json(pdir / f"{b}.json")
                 parts[b] = part
@@ -411,9 +405,9 @@ def coalition_metrics(
     return pd.DataFrame(rows)
 
 
-METRIC_COLUMNS: tuple[str, ...] = (
+METRIC_COLUMNS: tuple[str, ...] = tuple(vocab.check("metric", m) for m in (
     "delta_acc", "pair", "ratio", "purity", "selectivity", "sparsity", "stroke", "loss_delta", "size",
-)
+))
 
 
 def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: bool = True,
@@ -449,14 +443,14 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
     frames: list[pd.DataFrame] = []
     model_rows: list[dict[str, Any]] = []
     jobs: list[tuple[int, str, int, list[str]]] = []
-    hedonic = list(HEDONIC_METHODS) if cfg.exact_top_cover else ["hedonic_pas", "hedonic_oca"]
+    hedonic = [m for m, (algo, _) in HEDONIC_METHODS.items() if cfg.exact_top_cover or algo == "pac_top_cover"]
     main_methods = [*hedonic, *BASELINE_METHODS]
     for seed in cfg.seeds:
         for layer in cfg.layers:
             jobs.append((seed, "trained", layer, main_methods))
         if cfg.controls:
             for setting in ("random_init", "shuffled"):
-                jobs.append((seed, setting, cfg.control_layer, ["hedonic_pas", "hierarchical"]))
+                jobs.append((seed, setting, cfg.control_layer, [REFERENCE, "hierarchical"]))
     models: dict[tuple[int, str], tuple[GatedResidualMLP, dict[str, Any]]] = {}
     timing_rows: list[tuple[int, str, int, str, float]] = []
 
@@ -503,7 +497,7 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
         with clock("metrics", seed, setting, layer):
             for name in methods:
                 df = coalition_metrics(
-                    model, h, x_te, y_te, layer, parts[name], phi_pas=vals["pas"], psi=vals["psi"],
+                    model, h, x_te, y_te, layer, parts[name], phi_pas=vals["pas_exact"], psi=vals["psi"],
                     loss_delta=vals["loss_delta"], baseline=base, acc_base=float(meta["test_accuracy"]),
                     top_k=cfg.top_k, stroke_scale=stroke_scale,
                 )

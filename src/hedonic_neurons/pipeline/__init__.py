@@ -4,10 +4,15 @@
 >>> result = run_study(load_config("demo"))                           # doctest: +SKIP
 >>> result.report                                                     # doctest: +SKIP
 PosixPath('runs/demo/report.md')
+
+Modules: :mod:`.config` (the typed config), :mod:`.plan` (units and their keys),
+:mod:`.executor` (runs independent units), :mod:`.stages` (one module per stage),
+:mod:`.study` (``run_study`` → :class:`StudyResults`), :mod:`.report` (renders the results).
 """
 
 from __future__ import annotations
 
+from ..vocab import method_label
 from .cache import StageCache, Unit
 from .config import (
     DataConfig,
@@ -25,7 +30,8 @@ from .config import (
     packaged_config_path,
     to_dict,
 )
-from .stages import RunResult, StudyPlan, build_plan, describe_plan, method_label, run_study
+from .plan import PartitionKey, StudyPlan, build_plan, describe_plan
+from .study import RunResult, StudyResults, run_finetune, run_study
 
 __all__ = [
     "DataConfig",
@@ -35,10 +41,12 @@ __all__ = [
     "LoraConfig",
     "ModelConfig",
     "PacConfig",
+    "PartitionKey",
     "RunResult",
     "StageCache",
     "StudyConfig",
     "StudyPlan",
+    "StudyResults",
     "TrackingConfig",
     "Unit",
     "build_plan",
@@ -48,6 +56,7 @@ __all__ = [
     "load_config",
     "method_label",
     "packaged_config_path",
+    "run_finetune",
     "run_study",
     "to_dict",
 ]

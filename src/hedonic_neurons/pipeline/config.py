@@ -19,17 +19,18 @@ import difflib
 import json
 import math
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from .. import vocab
 from ..errors import ConfigError
 from ..io import atomic_write
 from ..models.finetune import FinetuneConfig
 from ..provenance import config_hash
+from ._typed import build, to_dict
 
 __all__ = [
     "BASELINES",
@@ -53,17 +54,30 @@ __all__ = [
     "to_dict",
 ]
 
-Task = Literal["cqtr", "mean_tf_l", "relevance"]
-Valuation = Literal["oca", "pas_exact", "pas_second_order", "null"]
-Method = Literal["top_cover", "pac_top_cover"]
-Baseline = Literal["random", "kmeans", "hierarchical"]
-Metric = Literal["synergy", "ood", "alignment", "predictivity", "stability"]
+# The allowed names come from the one declaration in :mod:`hedonic_neurons.vocab`; at run time
+# they are ``Literal`` types (so :func:`from_dict` lists them in its errors), for the type
+# checker plain strings.
+if TYPE_CHECKING:
+    Task = str
+    Valuation = str
+    Method = str
+    Baseline = str
+    Metric = str
+else:
+    Task = Literal[vocab.names("task")]
+    Valuation = Literal[vocab.names("valuation")]
+    Method = Literal[vocab.names("method")]
+    Baseline = Literal[vocab.names("baseline")]
+    Metric = Literal[vocab.names("evaluation")]
 
-TASKS: tuple[str, ...] = get_args(Task)
-VALUATIONS: tuple[str, ...] = get_args(Valuation)
-METHODS: tuple[str, ...] = get_args(Method)
-BASELINES: tuple[str, ...] = get_args(Baseline)
-METRICS: tuple[str, ...] = get_args(Metric)
+TASKS: tuple[str, ...] = vocab.names("task")
+VALUATIONS: tuple[str, ...] = vocab.names("valuation")
+METHODS: tuple[str, ...] = vocab.names("method")
+BASELINES: tuple[str, ...] = vocab.names("baseline")
+METRICS: tuple[str, ...] = vocab.names("evaluation")
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,9 @@ class DataConfig:
         Pair files (``.jsonl`` or ``.tsv`` with columns qid, docid, query, passage,
         relevance) for ``source="files"``: MS MARCO train, its validation slice, and the
         OOD set (TREC DL-19/20 judged pairs).
+    ood_qrels : str or None
+        TREC qrels of the OOD queries for NDCG@10 (task ``relevance``); default: the OOD
+        pairs' own relevance grades.
     n_train, n_val, n_capture, n_ood : int
         How many pairs to use for fine-tuning, validation, activation capture (the
         in-distribution inputs every valuation averages over) and OOD evaluation.
@@ -147,6 +164,7 @@ class DataConfig:
     train: str | None = None
     val: str | None = None
     ood: str | None = None
+    ood_qrels: str | None = None
     n_train: int = 500_000
     n_val: int = 5_000
     n_capture: int = 2_000
@@ -161,6 +179,10 @@ class PacConfig:
     ``sampler``: ``"uniform"`` (sizes uniform in ``size_range``, members uniform),
     ``"top"`` (keep the top ``omega`` of ``m`` draws by Φ, §4), ``"weighted"`` (sample
     ∝ Φ, App. B.2), ``"exhaustive"`` (every coalition; n ≤ 12 only).
+
+    ``epsilon`` and ``delta`` are the PAC target (docs/method.md §5): the stability stage
+    reports, for every hedonic partition, the one-sided ``1 − delta`` Clopper–Pearson upper
+    bound of its measured blocking rate and whether it is at most ``epsilon``.
     """
 
     m: int = 800_000
@@ -225,12 +247,16 @@ class EvaluationConfig:
         ``ood_max_coalitions`` coalitions of size ≥ 2 of each partition are ablated.
     ridge_alpha : float
         Ridge penalty of the predictivity regression (Table 2).
+    min_size : int
+        Coalitions smaller than this are left out of every per-partition summary and of the
+        OOD drop (:class:`hedonic_neurons.evaluation.EvalOptions`; ``hedonic evaluate --min-size``).
     """
 
     metrics: tuple[Metric, ...] = ("stability", "synergy", "ood", "alignment", "predictivity")
     stability_samples: int = 100_000
     ood_max_coalitions: int = 20
     ridge_alpha: float = 1.0
+    min_size: int = 2
 
 
 @dataclass(frozen=True)
@@ -301,20 +327,8 @@ class StudyConfig:
 
 
 # ---------------------------------------------------------------------- (de)serialisation
-def to_dict(obj: Any) -> Any:
-    """Plain dict/list/scalar form of a config dataclass (tuples become lists)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    return obj
-
-
-T = TypeVar("T")
-
-
 def from_dict(data: Any, cls: type[T] = StudyConfig, _path: str = "") -> T:  # type: ignore[assignment]
-    """Build and validate a config dataclass from plain data.
+    """Build and validate a config dataclass from plain data (default :class:`StudyConfig`).
 
     Raises
     ------
@@ -322,115 +336,7 @@ def from_dict(data: Any, cls: type[T] = StudyConfig, _path: str = "") -> T:  # t
         Naming the dotted key, the value received and what is allowed; unknown keys come
         with a did-you-mean suggestion.
     """
-    where = _path or "config"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys to values, got {type(data).__name__} {data!r}.")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    for key in data:
-        if key not in names:
-            near = difflib.get_close_matches(str(key), names, n=1, cutoff=0.5)
-            hint = f" Did you mean {_dotted(_path, near[0])!r}?" if near else ""
-            raise ConfigError(
-                f"{_dotted(_path, str(key))}: unknown key.{hint} Allowed keys here: {', '.join(names)}."
-            )
-    kwargs = {k: _coerce(v, hints[k], _dotted(_path, k)) for k, v in data.items()}
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as exc:  # pragma: no cover - guarded by _coerce
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _dotted(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp))
-    if tp is type(None):
-        return "null"
-    if origin is tuple:
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_type_name(args[0])}"
-        return f"a list of {len(args)} values ({', '.join(_type_name(a) for a in args)})"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = get_origin(tp)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        return from_dict(value, tp, key)
-    if origin is Literal:
-        allowed = get_args(tp)
-        if value not in allowed:
-            near = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1, cutoff=0.5)
-            hint = f" Did you mean {near[0]!r}?" if near else ""
-            raise ConfigError(
-                f"{key}: {value!r} is not allowed; expected one of {', '.join(repr(a) for a in allowed)}.{hint}"
-            )
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key}: null is not allowed; expected {_type_name(tp)}.")
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}.")
-    if origin is tuple:
-        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}.")
-        args = get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {len(value)} values {list(value)!r}.")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{key}: expected an integer, got {value!r}.")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            if isinstance(value, str):
-                try:  # YAML 1.1 reads "2e-4" as a string
-                    value = float(value)
-                except ValueError:
-                    pass
-            if not isinstance(value, float):
-                raise ConfigError(f"{key}: expected a number, got {value!r}.")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}.")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}.")
-        return value
-    raise ConfigError(f"{key}: unsupported config type {tp!r}.")  # pragma: no cover
+    return build(data, cls, _path)
 
 
 def _check_semantics(cfg: StudyConfig) -> None:
@@ -496,6 +402,9 @@ def _check_semantics(cfg: StudyConfig) -> None:
     need(e.stability_samples >= 1, "evaluation.stability_samples", f"expected >= 1, got {e.stability_samples}.")
     need(e.ood_max_coalitions >= 1, "evaluation.ood_max_coalitions", f"expected >= 1, got {e.ood_max_coalitions}.")
     need(e.ridge_alpha > 0, "evaluation.ridge_alpha", f"expected a positive penalty, got {e.ridge_alpha}.")
+    need(e.min_size >= 2, "evaluation.min_size", f"expected an integer >= 2 (Pair needs two members), got {e.min_size}.")
+    need(dc.ood_qrels is None or cfg.task == "relevance", "data.ood_qrels",
+         f"qrels only matter for task 'relevance' (NDCG@10); task is {cfg.task!r}.")
 
 
 # ---------------------------------------------------------------------- files

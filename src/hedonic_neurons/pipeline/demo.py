@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import StudyConfig, load_config
-from .stages import RunResult, run_study
+from .study import StudyResults, run_study
 
 __all__ = ["QUICK_OVERRIDES", "demo_config", "run_demo"]
 
@@ -46,8 +46,8 @@ def demo_config(out: str | os.PathLike[str] | None = None, *, quick: bool = Fals
 
 
 def run_demo(out: str | os.PathLike[str] | None = None, *, quick: bool = False, progress: bool = True,
-             overrides: dict[str, Any] | None = None) -> RunResult:
-    """Run the demo study; return its :class:`~hedonic_neurons.pipeline.stages.RunResult`.
+             overrides: dict[str, Any] | None = None) -> StudyResults:
+    """Run the demo study; return its :class:`~hedonic_neurons.pipeline.study.StudyResults`.
 
     Sets ``HF_HUB_OFFLINE=1`` (everything the demo needs is installed locally) and caps
     torch's threads at the machine's cores.

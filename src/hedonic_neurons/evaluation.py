@@ -1,0 +1,393 @@
+"""The one evaluation core: the metrics of a partition (docs/method.md §8), used by both the
+study pipeline's evaluation stage and ``hedonic evaluate``.
+
+Every function takes a partition, the records / features / model it needs and the options
+explicitly (:class:`EvalOptions`), and returns a small frozen result with the per-coalition
+table and the per-partition summary that goes into the long results
+(``[model, task, method, seed, layer, metric, value]``, metric names from
+:data:`hedonic_neurons.vocab.METRICS`):
+
+========================  ====================  =============================================
+function                  result                metrics
+========================  ====================  =============================================
+:func:`evaluate_synergy`  :class:`SynergyEval`  ``pair``, ``ratio`` (eq. 8, local readout)
+:func:`evaluate_alignment` :class:`AlignmentEval` ``align_r2`` (max_j corr²(a_C, f_j))
+:func:`evaluate_predictivity` :class:`PredictivityEval` ``predictivity_r2`` (ridge, OOD R²)
+:func:`evaluate_ood`      :class:`OODEval`      ``ood_drop`` (ΔM through the model)
+:func:`partition_shape`   dict                  ``n_coalitions``, ``largest_share``, ``singleton_share``
+========================  ====================  =============================================
+
+Summaries average over the coalitions of size ``>= options.min_size`` (finite values only);
+the OOD drop ablates the ``options.max_coalitions`` largest of them. Only
+:func:`evaluate_ood` needs torch (the model); the others are NumPy/pandas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import vocab
+from .errors import InputError
+from .partition import Partition
+from .records import LayerRecord
+
+__all__ = [
+    "AlignmentEval",
+    "EvalOptions",
+    "OODEval",
+    "PartitionEval",
+    "PredictivityEval",
+    "SynergyEval",
+    "evaluate_alignment",
+    "evaluate_ood",
+    "evaluate_partition",
+    "evaluate_predictivity",
+    "evaluate_synergy",
+    "ood_coalitions",
+    "partition_shape",
+]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """Options shared by every metric (one default for the pipeline and the CLI).
+
+    Attributes
+    ----------
+    min_size : int
+        Coalitions smaller than this are left out of the summaries and of the OOD drop
+        (Pair needs two members; default 2).
+    max_coalitions : int or None
+        OOD drop ablates only the largest ``max_coalitions`` coalitions of size
+        ``>= min_size`` (one forward pass per coalition and batch); ``None``: all.
+    ridge_alpha : float or "cv"
+        Ridge penalty of the predictivity regression (``"cv"``: leave-one-out ``RidgeCV``).
+    max_members : int or None
+        Estimate the synergy of larger coalitions on a random subset of this many members.
+    seed : int
+        Seed of those member subsets.
+    backend : {"auto", "numba", "torch"}
+        Inner loop of the exact PAS behind the synergy.
+    confidence : float
+        Level of the t-intervals over coalitions.
+    """
+
+    min_size: int = 2
+    max_coalitions: int | None = 20
+    ridge_alpha: float | str = 1.0
+    max_members: int | None = None
+    seed: int = 0
+    backend: str = "auto"
+    confidence: float = 0.95
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 2:
+            raise InputError(f"min_size: expected an integer >= 2 (Pair needs two members), got {self.min_size!r}.")
+        if self.max_coalitions is not None and (not isinstance(self.max_coalitions, int) or self.max_coalitions < 1):
+            raise InputError(f"max_coalitions: expected None (all) or an integer >= 1, got {self.max_coalitions!r}.")
+        if self.ridge_alpha != "cv":
+            a = self.ridge_alpha
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not a >= 0:
+                raise InputError(f"ridge_alpha: expected a non-negative float or 'cv', got {a!r}.")
+        if self.max_members is not None and self.max_members < 2:
+            raise InputError(f"max_members: expected None or an integer >= 2, got {self.max_members!r}.")
+        if self.backend not in ("auto", "numba", "torch"):
+            raise InputError(f"backend: expected 'auto', 'numba' or 'torch', got {self.backend!r}.")
+        if not 0.0 < self.confidence < 1.0:
+            raise InputError(f"confidence: expected a value in (0, 1), got {self.confidence!r}.")
+
+
+def _mean_ci(values: Any, confidence: float) -> tuple[float, float]:
+    from .metrics.stats import mean_ci
+
+    v = np.asarray(values, dtype=np.float64)
+    return mean_ci(np.where(np.isfinite(v), v, np.nan), confidence)
+
+
+def _check_partition(partition: Any) -> Partition:
+    if not isinstance(partition, Partition):
+        raise InputError(f"partition: expected a Partition, got {type(partition).__name__}.")
+    return partition
+
+
+def _check_record(record: Any, partition: Partition, name: str) -> LayerRecord:
+    if not isinstance(record, LayerRecord):
+        raise InputError(f"{name}: expected a LayerRecord, got {type(record).__name__}.")
+    if record.n_players != partition.n_players:
+        raise InputError(f"{name}: holds {record.n_players} players but the partition has {partition.n_players}.")
+    return record
+
+
+# ---------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class SynergyEval:
+    """Pair(C) and Ratio(C) of one partition (eq. 6–8; docs/method.md §8).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per coalition of size ``>= min_size`` (:func:`~hedonic_neurons.metrics.synergy.coalition_synergy`).
+    pair, pair_ci, ratio, ratio_ci : float
+        Mean over those coalitions (finite values) ± t half-width (NaN with fewer than two).
+    n_coalitions, n_ratio_undefined : int
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    pair: float
+    pair_ci: float
+    ratio: float
+    ratio_ci: float
+    n_coalitions: int
+    n_ratio_undefined: int
+
+    def metrics(self) -> dict[str, float]:
+        return {"pair": self.pair, "ratio": self.ratio}
+
+
+@dataclass(frozen=True)
+class AlignmentEval:
+    """Feature alignment R²(C) = max_j corr²(a_C, f_j) of one partition (docs/method.md §8).
+
+    ``table``: one row per coalition (``coalition, size, r2, best_feature, corr``); ``r2``:
+    mean over coalitions of size ``>= min_size`` (over all when none is that large).
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    r2: float
+
+    def metrics(self) -> dict[str, float]:
+        return {"align_r2": self.r2}
+
+
+@dataclass(frozen=True)
+class PredictivityEval:
+    """Ridge on coalition mean activations, fit in distribution, R² on the OOD inputs (Table 2)."""
+
+    r2: float
+
+    def metrics(self) -> dict[str, float]:
+        return {"predictivity_r2": self.r2}
+
+
+@dataclass(frozen=True)
+class OODEval:
+    """OOD drop ΔM(C) = M(ℓ) − M(ℓ_{−C}) of the largest coalitions (paper §4; docs/method.md §8).
+
+    ``table``: one row per ablated coalition; ``drop``: the mean over them (NaN when no
+    coalition is large enough); ``n_evaluated``: how many were ablated.
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    drop: float
+    n_evaluated: int
+
+    def metrics(self) -> dict[str, float]:
+        return {"ood_drop": self.drop}
+
+
+@dataclass(frozen=True)
+class PartitionEval:
+    """Everything evaluated for one partition; :meth:`metrics` gives the rows of the long results."""
+
+    shape: dict[str, float]
+    synergy: SynergyEval | None = None
+    alignment: AlignmentEval | None = None
+    predictivity: PredictivityEval | None = None
+    ood: OODEval | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """``{metric: value}`` with metric names of :data:`hedonic_neurons.vocab.METRICS`."""
+        out: dict[str, float] = {}
+        for part in (self.synergy, self.alignment, self.predictivity, self.ood):
+            if part is not None:
+                out.update(part.metrics())
+        out.update(self.shape)
+        for name in out:
+            vocab.check("metric", name, error=InputError)
+        return out
+
+
+# ---------------------------------------------------------------------- functions
+def partition_shape(partition: Partition) -> dict[str, float]:
+    """``n_coalitions``, ``largest_share`` and ``singleton_share`` (docs/method.md §5)."""
+    s = _check_partition(partition).summary()
+    return {"n_coalitions": float(s.n_coalitions), "largest_share": float(s.largest_share),
+            "singleton_share": float(s.singleton_share)}
+
+
+def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvalOptions = EvalOptions(), *,
+                     progress: bool = False) -> SynergyEval:
+    """Pair(C) and Ratio(C) of every coalition of size ``>= options.min_size`` on the local readout.
+
+    Parameters
+    ----------
+    record : LayerRecord
+        Records of the layer (``n`` players, ``N`` inputs).
+    partition : Partition
+        Partition of the same ``n`` players.
+    options : EvalOptions
+    progress : bool
+    """
+    from .metrics.synergy import coalition_synergy
+
+    part = _check_partition(partition)
+    rec = _check_record(record, part, "record")
+    df = coalition_synergy(rec, part, min_size=options.min_size, max_members=options.max_members,
+                           seed=options.seed, backend=options.backend, progress=progress)
+    pm, pci = _mean_ci(df["pair"], options.confidence)
+    rm, rci = _mean_ci(df["ratio"], options.confidence)
+    n_undef = int((~df["ratio_defined"].astype(bool)).sum()) if len(df) else 0
+    return SynergyEval(df, pm, pci, rm, rci, len(df), n_undef)
+
+
+def evaluate_alignment(ood_record: LayerRecord, partition: Partition, features: pd.DataFrame,
+                       options: EvalOptions = EvalOptions()) -> AlignmentEval:
+    """Feature alignment of every coalition against the LETOR features of the same inputs.
+
+    Parameters
+    ----------
+    ood_record : LayerRecord
+        Records on the evaluation (OOD) pairs, ``N`` inputs.
+    partition : Partition
+    features : pandas.DataFrame, shape (N, F)
+        Features of those pairs, same rows in the same order.
+    options : EvalOptions
+    """
+    from .metrics.alignment import coalition_activations, feature_alignment
+
+    part = _check_partition(partition)
+    rec = _check_record(ood_record, part, "ood_record")
+    if len(features) != rec.n_inputs:
+        raise InputError(f"features: {len(features)} rows but ood_record holds {rec.n_inputs} inputs; "
+                         "expected the features of the same pairs, in order.")
+    acts = coalition_activations(np.asarray(rec.a, dtype=np.float64), part)
+    al = feature_alignment(acts, features.reset_index(drop=True))
+    sizes = np.asarray(part.sizes)
+    al.insert(1, "size", sizes[al["coalition"].to_numpy()])
+    big = al[al["size"] >= options.min_size]
+    from .metrics.stats import finite_mean
+
+    return AlignmentEval(al, finite_mean((big if len(big) else al)["r2"]))
+
+
+def evaluate_predictivity(train_record: LayerRecord, ood_record: LayerRecord, partition: Partition,
+                          options: EvalOptions = EvalOptions(), *, train_targets: Any = None,
+                          ood_targets: Any = None) -> PredictivityEval:
+    """Ridge predictivity R² of the coalition mean activations (Table 2).
+
+    Parameters
+    ----------
+    train_record, ood_record : LayerRecord
+        In-distribution records (the ridge is fit on them) and OOD records (R² is measured on them).
+    partition : Partition
+    options : EvalOptions
+    train_targets, ood_targets : array_like, optional
+        Targets of the two sets; default: the records' ``labels``.
+    """
+    from .metrics.alignment import coalition_activations
+    from .metrics.predictivity import predictivity
+
+    part = _check_partition(partition)
+    tr = _check_record(train_record, part, "train_record")
+    te = _check_record(ood_record, part, "ood_record")
+    y_tr = train_targets if train_targets is not None else tr.labels
+    y_te = ood_targets if ood_targets is not None else te.labels
+    if y_tr is None or y_te is None:
+        raise InputError("train_targets/ood_targets: needed when the records carry no labels.")
+    acts_in = coalition_activations(np.asarray(tr.a, dtype=np.float64), part)
+    acts_ood = coalition_activations(np.asarray(te.a, dtype=np.float64), part)
+    r2 = predictivity(acts_in, np.asarray(y_tr, np.float64), acts_ood, np.asarray(y_te, np.float64),
+                      alpha=options.ridge_alpha)
+    return PredictivityEval(float(r2))
+
+
+def ood_coalitions(partition: Partition, options: EvalOptions = EvalOptions()) -> list[int]:
+    """Indices of the coalitions the OOD drop ablates: size ``>= min_size``, largest first
+    (ties in index order), at most ``max_coalitions``."""
+    sizes = np.asarray(_check_partition(partition).sizes)
+    order = [int(c) for c in np.argsort(-sizes, kind="stable") if sizes[c] >= options.min_size]
+    return order if options.max_coalitions is None else order[: options.max_coalitions]
+
+
+def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Partition, *, task: str,
+                 pairs: pd.DataFrame, targets: Any, qrels: Any = None, options: EvalOptions = EvalOptions(),
+                 progress: bool = False) -> OODEval:
+    """OOD drop of the coalitions chosen by :func:`ood_coalitions`, ablated through ``model``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Scalar PEFT model (:func:`hedonic_neurons.models.load_scalar_model`).
+    batches : sequence of tokenizer batches
+        The OOD pairs encoded in order (:func:`hedonic_neurons.models.encode_pairs`).
+    layer : int
+    partition : Partition
+    task : str
+        A :data:`~hedonic_neurons.vocab.TASKS` name (NDCG@10 for relevance, −MSE otherwise).
+    pairs : pandas.DataFrame
+        The OOD pairs (``qid``, ``docid``), ``N`` rows.
+    targets : array_like, shape (N,)
+    qrels : optional
+        TREC qrels for NDCG@10 (relevance only; default: the pairs' own grades).
+    options : EvalOptions
+    """
+    from .metrics.ood import ood_drop
+    from .metrics.stats import finite_mean
+
+    vocab.check("task", task, error=InputError)
+    part = _check_partition(partition)
+    chosen = ood_coalitions(part, options)
+    if not chosen:
+        return OODEval(pd.DataFrame(columns=["coalition", "size", "drop"]), float("nan"), 0)
+    df = ood_drop(model, batches, layer, part, task=task, qids=pairs["qid"].astype(str).tolist(),
+                  docids=pairs["docid"].astype(str).tolist(), qrels=qrels if task == "relevance" else None,
+                  targets=np.asarray(targets, dtype=np.float64), coalitions=chosen, progress=progress)
+    return OODEval(df, finite_mean(df["drop"]), len(chosen))
+
+
+def evaluate_partition(partition: Partition, options: EvalOptions = EvalOptions(), *,
+                       record: LayerRecord | None = None, ood_record: LayerRecord | None = None,
+                       train_record: LayerRecord | None = None, features: pd.DataFrame | None = None,
+                       metrics: Sequence[str] = ("synergy", "alignment", "predictivity"),
+                       train_targets: Any = None, ood_targets: Any = None,
+                       progress: bool = False) -> PartitionEval:
+    """The model-free metrics of one partition (the OOD drop is :func:`evaluate_ood`).
+
+    Parameters
+    ----------
+    partition : Partition
+    options : EvalOptions
+    record : LayerRecord
+        Records the synergy is computed on.
+    ood_record : LayerRecord
+        Records on the OOD pairs (alignment; the test side of predictivity).
+    train_record : LayerRecord
+        In-distribution records the predictivity ridge is fit on.
+    features : pandas.DataFrame
+        LETOR features of the OOD pairs (alignment).
+    metrics : sequence of {"synergy", "alignment", "predictivity"}
+        Which to compute (names of :data:`hedonic_neurons.vocab.EVALUATIONS`).
+    train_targets, ood_targets : array_like, optional
+        Override the records' labels for predictivity.
+    progress : bool
+    """
+    for m in metrics:
+        vocab.check("evaluation", m, where="metrics", error=InputError)
+    need = {"synergy": {"record": record}, "alignment": {"ood_record": ood_record, "features": features},
+            "predictivity": {"train_record": train_record, "ood_record": ood_record}}
+    for m in metrics:
+        missing = [k for k, v in need.get(m, {}).items() if v is None]
+        if missing:
+            raise InputError(f"{', '.join(missing)}: required for the {m!r} metric.")
+    syn = evaluate_synergy(record, partition, options, progress=progress) if "synergy" in metrics else None  # type: ignore[arg-type]
+    al = (evaluate_alignment(ood_record, partition, features, options)  # type: ignore[arg-type]
+          if "alignment" in metrics else None)
+    pr = (evaluate_predictivity(train_record, ood_record, partition, options,  # type: ignore[arg-type]
+                                train_targets=train_targets, ood_targets=ood_targets)
+          if "predictivity" in metrics else None)
+    return PartitionEval(partition_shape(partition), syn, al, pr)

@@ -1,0 +1,257 @@
+"""The plan of a study: every unit of work and its cache key, computed from the config alone.
+
+One key type names every partition of a study, hedonic or baseline
+(:class:`PartitionKey`); the plan maps it to the cached unit and file that hold the
+partition (:meth:`StudyPlan.partition_file`), to its stability, evaluation and OOD units.
+Nothing here runs a stage or touches torch; :func:`build_plan` writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import vocab
+from .cache import StageCache, Unit
+from .config import StudyConfig, to_dict
+
+__all__ = ["NULL_SEED", "PartitionKey", "PartitionRef", "StudyPlan", "build_plan", "describe_plan", "model_name"]
+
+#: Seed of the null valuation (docs/method.md §3): fixed, so it is the same φ for every seed.
+NULL_SEED = 12345
+
+
+@dataclass(frozen=True, order=True)
+class PartitionKey:
+    """One partition of a study.
+
+    Attributes
+    ----------
+    layer : int
+    method : str
+        A hedonic method label (``"hedonic_pas"``, :func:`hedonic_neurons.vocab.method_label`)
+        or a baseline name (``"kmeans"``).
+    seed : int
+    matched_to : str or None
+        For a baseline matched to a hedonic partition other than the study's first one
+        (``discovery.match_baselines: all``), that partition's label; else ``None``.
+    """
+
+    layer: int
+    method: str
+    seed: int
+    matched_to: str | None = None
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.method in vocab.BASELINES
+
+    @property
+    def label(self) -> str:
+        """The ``method`` column of the results: ``"hedonic_pas"``, ``"kmeans"``, ``"kmeans~hedonic_oca"``."""
+        return vocab.baseline_label(self.method, self.matched_to) if self.is_baseline else self.method
+
+
+@dataclass(frozen=True)
+class PartitionRef:
+    """Where a partition lives: a file of a cached unit, and a key that identifies it."""
+
+    unit: Unit
+    filename: str
+
+    @property
+    def path(self) -> Path:
+        return self.unit.file(self.filename)
+
+    @property
+    def key(self) -> str:
+        return self.unit.key if self.filename == "partition.json" else f"{self.unit.key}/{self.filename[:-5]}"
+
+
+def model_name(cfg: StudyConfig) -> str:
+    """Short model name for tables (:func:`hedonic_neurons.vocab.model_label`)."""
+    return vocab.model_label(cfg.model.base)
+
+
+@dataclass
+class StudyPlan:
+    """Every unit of a study with its cache key (computed from the config alone).
+
+    ``valuation`` is keyed by ``(layer, valuation)``; ``partitions``, ``stability``,
+    ``evaluation`` and ``ood`` by :class:`PartitionKey`; ``baselines`` by the key of the
+    hedonic partition they are matched to; ``tracking`` by ``(label, seed)``.
+    """
+
+    cfg: StudyConfig
+    cache: StageCache
+    data: Unit
+    model: Unit
+    capture: Unit
+    capture_ood: Unit
+    valuation: dict[tuple[int, str], Unit] = field(default_factory=dict)
+    hedonic: dict[PartitionKey, Unit] = field(default_factory=dict)
+    baselines: dict[PartitionKey, Unit] = field(default_factory=dict)
+    partitions: dict[PartitionKey, PartitionRef] = field(default_factory=dict)
+    stability: dict[PartitionKey, Unit] = field(default_factory=dict)
+    evaluation: dict[PartitionKey, Unit] = field(default_factory=dict)
+    ood: dict[PartitionKey, Unit] = field(default_factory=dict)
+    tracking: dict[tuple[str, int], Unit] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cache.root.parent
+
+    def units(self) -> list[Unit]:
+        """Every distinct unit, stage by stage."""
+        out = [self.data, self.model, self.capture, self.capture_ood]
+        seen = {u.key for u in out}
+        for d in (self.valuation, self.hedonic, self.stability, self.baselines, self.evaluation, self.ood,
+                  self.tracking):
+            for u in d.values():
+                if u.key not in seen:
+                    seen.add(u.key)
+                    out.append(u)
+        return out
+
+    def keys(self) -> list[PartitionKey]:
+        """Every partition key (hedonic first, then baselines)."""
+        return list(self.partitions)
+
+    def partition_file(self, key: PartitionKey) -> Path:
+        return self.partitions[key].path
+
+    def record_file(self, split: str, layer: int) -> Path:
+        """A layer's capture record, ``split`` ``"capture"`` (in distribution) or ``"ood"``."""
+        return (self.capture if split == "capture" else self.capture_ood).file(f"layer{layer}.safetensors")
+
+    def phi_file(self, layer: int, valuation: str) -> Path:
+        return self.valuation[(layer, valuation)].file("phi.safetensors")
+
+    def labels(self) -> list[str]:
+        """Every method label of the tables, hedonic first."""
+        return list(dict.fromkeys(k.label for k in self.partitions))
+
+    def reference_label(self) -> str:
+        """The hedonic partition the baselines are matched to with ``match_baselines: first``."""
+        d = self.cfg.discovery
+        return vocab.method_label(d.valuations[0], d.methods[0])
+
+    def key_of(self, layer: int, label: str, seed: int) -> PartitionKey:
+        """The key of the partition labelled ``label`` (as in the results) at ``layer`` and ``seed``."""
+        for k in self.partitions:
+            if k.layer == layer and k.seed == seed and k.label == label:
+                return k
+        raise KeyError((layer, label, seed))
+
+    def wants_sankey(self, label: str, seed: int) -> bool:
+        """Sankey diagrams (paper Figure 2) for the first method's hedonic partitions, first seed."""
+        d = self.cfg.discovery
+        firsts = {vocab.method_label(v, d.methods[0]) for v in d.valuations}
+        return self.cfg.tracking.sankey and label in firsts and seed == d.seeds[0]
+
+
+def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) -> StudyPlan:
+    """Compute every unit and its key from the config (nothing runs, nothing is written)."""
+    run = Path(run_dir or cfg.output_dir)
+    cache = StageCache(run / "cache")
+    c = to_dict(cfg)
+    data_params: dict[str, Any] = {"task": cfg.task, "data": c["data"], "tokenizer": c["model"]["base"],
+                                   "max_length": cfg.model.max_length}
+    if cfg.data.ood_qrels is None:  # keep the keys of runs made before data.ood_qrels existed
+        data_params["data"] = {k: v for k, v in c["data"].items() if k != "ood_qrels"}
+    data = cache.unit("data", "pairs", data_params)
+    model_params: dict[str, Any] = {"model": {k: c["model"][k] for k in ("base", "adapter", "dtype", "max_length")},
+                                    "data": data.key}
+    if cfg.finetune.enabled:
+        model_params.update(lora=c["lora"], finetune=c["finetune"], task=cfg.task)
+    model = cache.unit("model", "finetune" if cfg.finetune.enabled else "adapter", model_params)
+    d = cfg.discovery
+    layers = list(d.layers)
+    capture = cache.unit("capture", "in-distribution", {"model": model.key, "data": data.key, "layers": layers,
+                                                         "split": "capture"})
+    capture_ood = cache.unit("capture", "ood", {"model": model.key, "data": data.key, "layers": layers,
+                                                 "split": "ood"})
+    plan = StudyPlan(cfg, cache, data, model, capture, capture_ood)
+    for layer in layers:
+        for v in d.valuations:
+            vp: dict[str, Any] = {"capture": capture.key, "layer": layer, "valuation": v}
+            if v == "null":
+                vp["seed"] = NULL_SEED
+            plan.valuation[(layer, v)] = cache.unit("valuation", f"layer{layer}/{v}", vp)
+    pac = {k: v for k, v in c["discovery"]["pac"].items() if k not in ("epsilon", "delta")}
+    for layer in layers:
+        for v in d.valuations:
+            for m in d.methods:
+                spec = vocab.PARTITION_METHODS[m]
+                label = vocab.method_label(v, m)
+                for seed in d.seeds:
+                    pp: dict[str, Any] = {"phi": plan.valuation[(layer, v)].key, "method": m, "k": d.k, "emit": d.emit}
+                    if spec.seeded:
+                        pp.update(pac=pac, seed=seed)
+                    name = f"layer{layer}/{label}" + (f"/seed{seed}" if spec.seeded else "")
+                    key = PartitionKey(layer, label, seed)
+                    unit = cache.unit("partition", name, pp)
+                    plan.hedonic[key] = unit
+                    plan.partitions[key] = PartitionRef(unit, "partition.json")
+                    plan.stability[key] = cache.unit(
+                        "stability", f"layer{layer}/{label}/seed{seed}",
+                        {"partition": unit.key, "phi": plan.valuation[(layer, v)].key, "k": d.k,
+                         "size_range": list(d.pac.size_range), "n": cfg.evaluation.stability_samples,
+                         "seed": seed, "epsilon": d.pac.epsilon, "delta": d.pac.delta})
+    refs = [vocab.method_label(v, m) for v in d.valuations for m in d.methods]
+    if d.match_baselines == "first":
+        refs = refs[:1]
+    for layer in layers:
+        for ref in refs:
+            for seed in d.seeds:
+                ref_key = PartitionKey(layer, ref, seed)
+                unit = cache.unit("baselines", f"layer{layer}/{ref}/seed{seed}",
+                                  {"reference": plan.hedonic[ref_key].key, "capture": capture.key,
+                                   "baselines": list(d.baselines), "seed": seed})
+                plan.baselines[ref_key] = unit
+                for b in d.baselines:
+                    bkey = PartitionKey(layer, b, seed, None if d.match_baselines == "first" else ref)
+                    plan.partitions[bkey] = PartitionRef(unit, f"{b}.json")
+    ev = c["evaluation"]
+    intrinsic = [x for x in ev["metrics"] if x in ("synergy", "alignment", "predictivity")]
+    for key, pref in list(plan.partitions.items()):
+        name = f"layer{key.layer}/{key.label}/seed{key.seed}"
+        plan.evaluation[key] = cache.unit(
+            "evaluation", name,
+            {"partition": pref.key, "label": key.label, "capture": capture.key, "ood": capture_ood.key,
+             "metrics": intrinsic, "ridge_alpha": ev["ridge_alpha"], "min_size": ev["min_size"], "task": cfg.task})
+        if "ood" in cfg.evaluation.metrics:
+            plan.ood[key] = cache.unit(
+                "ood", name,
+                {"partition": pref.key, "label": key.label, "model": model.key, "data": data.key,
+                 "max_coalitions": ev["ood_max_coalitions"], "min_size": ev["min_size"], "task": cfg.task})
+    if cfg.tracking.enabled and len(layers) >= 2:
+        for label in plan.labels():
+            for seed in d.seeds:
+                plan.tracking[(label, seed)] = cache.unit(
+                    "tracking", f"{label}/seed{seed}",
+                    {"partitions": [plan.partitions[plan.key_of(layer, label, seed)].key for layer in layers],
+                     "label": label, "capture": capture.key, "tracking": c["tracking"],
+                     "sankey": plan.wants_sankey(label, seed)})
+    return plan
+
+
+def describe_plan(plan: StudyPlan) -> str:
+    """The resolved plan as text (``hedonic run --dry-run``): per stage, cached vs to run."""
+    lines = [f"run directory: {plan.run_dir}", f"config hash:   {plan.cfg.hash()}", ""]
+    by_stage: dict[str, list[Unit]] = {}
+    for u in plan.units():
+        by_stage.setdefault(u.stage, []).append(u)
+    total_run = 0
+    for stage, units in by_stage.items():
+        done = [u for u in units if u.done]
+        total_run += len(units) - len(done)
+        lines.append(f"{stage:<11} {len(units):>4} unit(s): {len(done)} cached, {len(units) - len(done)} to run")
+        for u in units[:6]:
+            lines.append(f"    {'cached' if u.done else 'RUN   '} {u.name:<44} {u.key}")
+        if len(units) > 6:
+            lines.append(f"    ... {len(units) - 6} more")
+    lines += ["", f"{total_run} unit(s) to run; then tables, figures and report.md / report.html."]
+    return "\n".join(lines)

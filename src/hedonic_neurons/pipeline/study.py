@@ -1,0 +1,406 @@
+"""``run_study``: a whole study, stage by stage through the cache, into one frozen results value.
+
+Data flows one way (paper §3–§4, docs/method.md §1–§8)::
+
+    data → model (fine-tune or load) → capture (in-distribution and OOD records)
+         → valuations φ per layer → hedonic partitions per (layer, valuation, method, seed)
+         → ε̂ of every hedonic partition → matched baselines
+         → evaluation per partition (synergy, alignment, predictivity; OOD drop through the model)
+         → tracking per (method, seed) across layers → StudyResults → report
+
+Every unit is keyed by a hash of the config subset it reads and the keys of the units it
+consumes (:mod:`.plan`), so a re-run after a crash or a config change recomputes only what
+changed. Independent units run through :func:`.executor.run_units` (joblib by default).
+The report (:mod:`.report`) renders the returned :class:`StudyResults` and touches neither
+the cache nor the stages. Torch is only imported by the stages that need the model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import vocab
+from ..errors import ConfigError
+from ..evaluation import EvalOptions
+from ..io import atomic_path, atomic_write, read_json, write_json
+from ..partition import Partition
+from ..provenance import provenance
+from .config import StudyConfig
+from .executor import Job, run_units
+from .plan import NULL_SEED, PartitionKey, StudyPlan, build_plan, model_name
+from .stages.baselines import work_baselines
+from .stages.capture import encode, stage_capture
+from .stages.data import load_study_tokenizer, stage_data
+from .stages.evaluate import stage_ood, work_evaluation
+from .stages.finetune import load_study_model, stage_model
+from .stages.partition import work_partition
+from .stages.stability import work_stability
+from .stages.track import work_tracking
+from .stages.valuate import work_valuation
+
+__all__ = ["RESULT_COLUMNS", "RunResult", "StudyResults", "collect", "run_finetune", "run_study"]
+
+RESULT_COLUMNS: list[str] = ["model", "task", "method", "seed", "layer", "metric", "value"]
+TRANSITION_COLUMNS: list[str] = ["model", "task", "method", "seed", "src_layer", "dst_layer", "event", "percent",
+                                 "count", "n_src"]
+
+
+@dataclass(frozen=True)
+class StudyResults:
+    """Everything a study produced, as values (the report renders this and nothing else).
+
+    Attributes
+    ----------
+    cfg : StudyConfig
+    run_dir : pathlib.Path
+    labels : tuple of str
+        Method labels in table order (hedonic first).
+    results : pandas.DataFrame
+        Long results ``[model, task, method, seed, layer, metric, value]``.
+    transitions : pandas.DataFrame
+        Long transitions ``[model, task, method, seed, src_layer, dst_layer, event, percent, count, n_src]``.
+    partitions : dict[PartitionKey, Partition]
+        Every finished partition.
+    stability : pandas.DataFrame
+        One row per hedonic partition: ``layer, method, seed, epsilon, upper, n_blocking,
+        n_samples, pac_upper, pac_met``.
+    finetune : dict or None
+        ``model.json`` of the model stage (before/after validation figures).
+    sankeys : tuple of (label, png path or None, html path or None)
+        Sankey figures of the first seed (files under ``run_dir/figures``).
+    timings : dict[str, float]
+        Wall seconds per stage in this call.
+    compute : dict[str, tuple[int, float]]
+        Per stage: units and compute seconds recorded when they were computed.
+    executed, reused : tuple of str
+        Units computed in this call and units taken from the cache.
+    report : pathlib.Path or None
+        ``report.md`` once written (``report.html`` next to it).
+    """
+
+    cfg: StudyConfig
+    run_dir: Path
+    labels: tuple[str, ...]
+    results: pd.DataFrame = field(repr=False)
+    transitions: pd.DataFrame = field(repr=False)
+    partitions: dict[PartitionKey, Partition] = field(repr=False, default_factory=dict)
+    stability: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    finetune: dict[str, Any] | None = None
+    sankeys: tuple[tuple[str, Path | None, Path | None], ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+    compute: dict[str, tuple[int, float]] = field(default_factory=dict)
+    executed: tuple[str, ...] = ()
+    reused: tuple[str, ...] = ()
+    report: Path | None = None
+
+
+#: The name of the results value before the split (kept for callers).
+RunResult = StudyResults
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"[hedonic] {msg}", flush=True)
+
+
+def eval_options(cfg: StudyConfig) -> EvalOptions:
+    """The evaluation options of a study config (the same defaults as ``hedonic evaluate``)."""
+    e = cfg.evaluation
+    return EvalOptions(min_size=e.min_size, max_coalitions=e.ood_max_coalitions, ridge_alpha=e.ridge_alpha)
+
+
+class _ModelBox:
+    """The study's model and tokenizer, loaded once and only when a stage needs them."""
+
+    def __init__(self, plan: StudyPlan) -> None:
+        self.plan = plan
+        self._pair: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        if self._pair is None:
+            cfg = self.plan.cfg
+            adapter = str(self.plan.model.file("adapter")) if cfg.finetune.enabled else str(cfg.model.adapter)
+            self._pair = (load_study_model(cfg, adapter), load_study_tokenizer(cfg))
+        return self._pair
+
+
+def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None, progress: bool = True,
+              report: bool = True, backend: str = "joblib") -> StudyResults:
+    """Run (or resume) a whole study; return what it produced.
+
+    Parameters
+    ----------
+    cfg : StudyConfig
+    run_dir : path-like, optional
+        Overrides ``cfg.output_dir``.
+    progress : bool
+        Print stage headers and tqdm bars.
+    report : bool
+        Write the tables, figures and ``report.md`` / ``report.html`` (:func:`.report.write_report`).
+    backend : str
+        Executor backend of the independent units (:data:`.executor.BACKENDS`).
+    """
+    run = Path(run_dir or cfg.output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    cfg.to_yaml(run / "config.yaml")
+    plan = build_plan(cfg, run)
+    cache = plan.cache
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+    d = cfg.discovery
+    layers = list(d.layers)
+    box = _ModelBox(plan)
+
+    def timed(stage: str, fn: Callable[[], Any]) -> None:
+        t0 = time.perf_counter()
+        fn()
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
+
+    def parallel(stage: str, jobs: list[Job]) -> None:
+        timed(stage, lambda: run_units(jobs, cache, n_jobs=cfg.n_jobs, desc=stage, progress=progress,
+                                       backend=backend))
+
+    _say(progress, f"run directory {run}")
+    _say(progress, "stage 1/9 data")
+    timed("data", lambda: cache.run(plan.data, lambda out: stage_data(cfg, out)))
+    _say(progress, "stage 2/9 model (fine-tune or load the adapter)")
+    timed("model", lambda: cache.run(plan.model, lambda out: stage_model(
+        cfg, plan.data.path, cache.root / "finetune-work" / plan.model.key, out, progress=progress)))
+
+    _say(progress, "stage 3/9 capture (in-distribution and OOD records)")
+    for unit, split in ((plan.capture, "capture"), (plan.capture_ood, "ood")):
+        def cap(out: Path, split: str = split) -> None:
+            model, tok = box.get()
+            stage_capture(model, tok, plan.data.file(f"{split}.parquet"), layers, out,
+                          batch_size=cfg.model.batch_size, max_length=cfg.model.max_length, progress=progress)
+        timed("capture", lambda unit=unit, cap=cap: cache.run(unit, cap))  # type: ignore[misc]
+
+    _say(progress, "stage 4/9 valuations")
+    parallel("valuations", [(u, work_valuation, (str(plan.record_file("capture", layer)), v, NULL_SEED))
+                            for (layer, v), u in plan.valuation.items()])
+
+    _say(progress, "stage 5/9 hedonic partitions")
+    jobs: list[Job] = []
+    for key, u in plan.hedonic.items():
+        v, m = vocab.parse_method_label(key.method)
+        seeded = vocab.PARTITION_METHODS[m].seeded
+        meta = {"label": key.method, "layer": key.layer, "valuation": v, "method": m,
+                "seed": key.seed if seeded else None, "model": cfg.model.base, "task": cfg.task,
+                "config_hash": cfg.hash()}
+        options = {"k": d.k, "emit": d.emit, "m": d.pac.m, "omega": d.pac.omega,
+                   "size_range": list(d.pac.size_range), "sampler": d.pac.sampler, "seed": key.seed}
+        jobs.append((u, work_partition, (str(plan.phi_file(key.layer, v)), m, options, meta)))
+    parallel("partitions", jobs)
+
+    if "stability" in cfg.evaluation.metrics:
+        _say(progress, "stage 6/9 stability: measured blocking rate of every hedonic partition")
+        parallel("stability", [
+            (u, work_stability, (str(plan.phi_file(key.layer, vocab.parse_method_label(key.method)[0])),
+                                 str(plan.partition_file(key)), d.k, list(d.pac.size_range),
+                                 cfg.evaluation.stability_samples, key.seed, d.pac.epsilon, d.pac.delta))
+            for key, u in plan.stability.items()])
+
+    _say(progress, "stage 7/9 matched baselines")
+    parallel("baselines", [
+        (u, work_baselines, (str(plan.partition_file(ref)), str(plan.record_file("capture", ref.layer)),
+                             list(d.baselines), ref.seed,
+                             {"layer": ref.layer, "seed": ref.seed, "model": cfg.model.base, "task": cfg.task}))
+        for ref, u in plan.baselines.items()])
+
+    _say(progress, "stage 8/9 evaluation (synergy, alignment, predictivity, OOD drop)")
+    opts = eval_options(cfg)
+    intrinsic = [x for x in cfg.evaluation.metrics if x in ("synergy", "alignment", "predictivity")]
+    parallel("evaluation", [
+        (u, work_evaluation, (str(plan.partition_file(key)), str(plan.record_file("capture", key.layer)),
+                              str(plan.record_file("ood", key.layer)), str(plan.data.file("ood_features.parquet")),
+                              intrinsic, {"min_size": opts.min_size, "ridge_alpha": opts.ridge_alpha}))
+        for key, u in plan.evaluation.items()])
+    if plan.ood:
+        def ood_all() -> None:
+            batches: list[Any] = []
+            unique = {u.key: (key, u) for key, u in plan.ood.items()}  # exact Top Covering: one unit per seed
+            for key, u in unique.values():
+                def one(out: Path, key: PartitionKey = key) -> None:
+                    model, tok = box.get()
+                    if not batches:
+                        pairs = pd.read_parquet(plan.data.file("ood.parquet"))
+                        batches.extend(encode(tok, pairs, cfg.model.batch_size, cfg.model.max_length))
+                    stage_ood(model, batches, key.layer, plan.partition_file(key), plan.data.file("ood.parquet"),
+                              plan.data.file("ood_qrels.parquet"), cfg.task, opts, out)
+                cache.run(u, one)
+        timed("ood", ood_all)
+
+    if plan.tracking:
+        _say(progress, "stage 9/9 tracking across layers")
+        parallel("tracking", [
+            (u, work_tracking, ([str(plan.partition_file(plan.key_of(layer, label, seed))) for layer in layers],
+                                [str(plan.record_file("capture", layer)) for layer in layers], layers,
+                                cfg.tracking.alpha_hi, cfg.tracking.alpha_lo, plan.wants_sankey(label, seed), label))
+            for (label, seed), u in plan.tracking.items()])
+
+    timings["total"] = time.perf_counter() - t_all
+    results = collect(plan, timings)
+    write_json(run / "provenance.json", provenance(
+        config_hash=cfg.hash(), seeds=list(d.seeds), timings_s={k: round(v, 3) for k, v in timings.items()},
+        executed=cache.executed, reused=cache.reused,
+        unit_seconds={f"{u.stage}:{u.name}": cache.seconds(u) for u in plan.units() if u.done}))
+    if report:
+        from .report import write_report
+
+        t0 = time.perf_counter()
+        path = write_report(results)
+        timings["report"] = time.perf_counter() - t0
+        results = replace(results, report=path, timings=dict(timings))
+    return results
+
+
+def run_finetune(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None,
+                 progress: bool = True) -> Path:
+    """Run only the data and model stages (``hedonic finetune``); return the adapter directory.
+
+    Uses the same cache as :func:`run_study`, so a later ``hedonic run`` with the same
+    config reuses the adapter.
+    """
+    if not cfg.finetune.enabled:
+        raise ConfigError("finetune.enabled: false in this config; nothing to fine-tune.")
+    run = Path(run_dir or cfg.output_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    plan = build_plan(cfg, run)
+    _say(progress, "data")
+    plan.cache.run(plan.data, lambda out: stage_data(cfg, out))
+    _say(progress, "fine-tuning")
+    plan.cache.run(plan.model, lambda out: stage_model(
+        cfg, plan.data.path, plan.cache.root / "finetune-work" / plan.model.key, out, progress=progress))
+    return plan.model.file("adapter")
+
+
+# ---------------------------------------------------------------------- collection
+def _results(plan: StudyPlan) -> pd.DataFrame:
+    cfg = plan.cfg
+    base = {"model": model_name(cfg), "task": cfg.task}
+    rows: list[dict[str, Any]] = []
+
+    def add(key: PartitionKey, metric: str, value: Any) -> None:
+        rows.append({**base, "method": key.label, "seed": key.seed, "layer": key.layer, "metric": metric,
+                     "value": float(value)})
+
+    for key, u in plan.evaluation.items():
+        if u.done:
+            for metric, value in read_json(u.file("metrics.json")).items():
+                add(key, metric, value)
+    for key, u in plan.ood.items():
+        if u.done:
+            add(key, "ood_drop", read_json(u.file("metrics.json"))["ood_drop"])
+    for key, u in plan.stability.items():
+        if u.done:
+            st = read_json(u.file("stability.json"))
+            add(key, "epsilon_hat", st["epsilon"])
+            add(key, "epsilon_upper", st["upper"])
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _transitions(plan: StudyPlan) -> pd.DataFrame:
+    frames = []
+    for (label, seed), u in plan.tracking.items():
+        if u.done:
+            df = pd.read_csv(u.file("events.csv"))
+            for col, val in (("seed", seed), ("method", label), ("task", plan.cfg.task),
+                             ("model", model_name(plan.cfg))):
+                df.insert(0, col, val)
+            frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TRANSITION_COLUMNS)
+
+
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link (or copy) a cached file into the user-facing tree."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_frame(df: pd.DataFrame, stem: Path) -> None:
+    """``stem.csv`` and ``stem.parquet``, atomically."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(stem.with_suffix(".csv")) as fh:
+        df.to_csv(fh, index=False)
+    with atomic_path(stem.with_suffix(".parquet")) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyResults:
+    """Read the finished units into a :class:`StudyResults` and export the artifacts tree.
+
+    Writes ``artifacts/results.{csv,parquet}``, ``artifacts/transitions.{csv,parquet}``,
+    hard links of partitions, φ, records and transitions under ``artifacts/``, Sankey
+    figures under ``figures/`` and ``artifacts/manifest.json``.
+    """
+    cfg, run = plan.cfg, plan.run_dir
+    art, figs = run / "artifacts", run / "figures"
+    d = cfg.discovery
+    results, transitions = _results(plan), _transitions(plan)
+    write_frame(results, art / "results")
+    write_frame(transitions, art / "transitions")
+    manifest: dict[str, Any] = {"partitions": {}, "phi": {}, "records": {}, "transitions": {}}
+    partitions: dict[PartitionKey, Partition] = {}
+    for key, ref in plan.partitions.items():
+        if ref.unit.done and ref.path.is_file():
+            dst = art / "partitions" / f"layer{key.layer}" / f"{key.label}.seed{key.seed}.json"
+            _link(ref.path, dst)
+            manifest["partitions"][f"layer{key.layer}/{key.label}/seed{key.seed}"] = str(dst.relative_to(run))
+            partitions[key] = Partition.from_json(ref.path)
+    for (layer, v), u in plan.valuation.items():
+        if u.done:
+            dst = art / "phi" / f"layer{layer}.{v}.safetensors"
+            _link(u.file("phi.safetensors"), dst)
+            manifest["phi"][f"layer{layer}/{v}"] = str(dst.relative_to(run))
+    for split in ("capture", "ood"):
+        for layer in d.layers:
+            f = plan.record_file(split, layer)
+            if f.is_file():
+                dst = art / "records" / split / f"layer{layer}.safetensors"
+                _link(f, dst)
+                manifest["records"][f"{split}/layer{layer}"] = str(dst.relative_to(run))
+    sankeys: list[tuple[str, Path | None, Path | None]] = []
+    for (label, seed), u in plan.tracking.items():
+        if not u.done:
+            continue
+        dst = art / "transitions" / f"{label}.seed{seed}.csv"
+        _link(u.file("transitions.csv"), dst)
+        manifest["transitions"][f"{label}/seed{seed}"] = str(dst.relative_to(run))
+        out: list[Path | None] = []
+        for ext in ("png", "html"):
+            src = u.file(f"sankey.{ext}")
+            if src.is_file():
+                _link(src, figs / f"sankey.{label}.seed{seed}.{ext}")
+            out.append(figs / f"sankey.{label}.seed{seed}.{ext}" if src.is_file() else None)
+        if seed == d.seeds[0]:
+            sankeys.append((label, out[0], out[1]))
+    write_json(art / "manifest.json", manifest)
+    stab_rows = []
+    for key, u in plan.stability.items():
+        if u.done:
+            st = read_json(u.file("stability.json"))
+            stab_rows.append({"layer": key.layer, "method": key.label, "seed": key.seed,
+                              **{k: st.get(k) for k in ("epsilon", "upper", "n_blocking", "n_samples",
+                                                         "pac_epsilon", "pac_delta", "pac_upper", "pac_met")}})
+    mj = plan.model.file("model.json")
+    compute: dict[str, tuple[int, float]] = {}
+    for u in plan.units():
+        if u.done:
+            n, s = compute.get(u.stage, (0, 0.0))
+            compute[u.stage] = (n + 1, s + plan.cache.seconds(u))
+    return StudyResults(cfg, run, tuple(plan.labels()), results, transitions, partitions, pd.DataFrame(stab_rows),
+                        read_json(mj) if mj.is_file() else None, tuple(sankeys), dict(timings or {}), compute,
+                        tuple(plan.cache.executed), tuple(plan.cache.reused))
