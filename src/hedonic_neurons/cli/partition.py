@@ -56,8 +56,9 @@ def register(subparsers: Any) -> None:
         epilog=_PARTITION_EPILOG,
     )
     p.add_argument("phi", metavar="PHI", help="(n, n) valuation matrix (.npy or .safetensors)")
-    p.add_argument("--method", choices=("exact", "pac"), default="pac",
-                   help="exact Top Covering or PAC-Top-Cover (default pac)")
+    p.add_argument("--method", choices=("exact", "pac", "nash"), default="pac",
+                   help="exact Top Covering, PAC-Top-Cover, or nash: a Nash-stable partition of the "
+                        "additively separable game (default pac)")
     _common(p)
     p.add_argument("--m", type=int, default=800_000, help="reservoir size (default 800000)")
     p.add_argument("--omega", type=int, default=80_000, help="coalitions per round (default 80000)")
@@ -113,12 +114,14 @@ def _check_partition_args(args: argparse.Namespace) -> None:
 
 def run_partition(args: argparse.Namespace) -> int:
     """Run ``hedonic partition``; returns the exit code."""
-    from ..game import blocking_rate, pac_top_cover, top_cover
+    from ..game import blocking_rate, nash_stable_partition, pac_top_cover, top_cover
 
     _check_partition_args(args)
     phi = _load_phi(args.phi)
     if args.method == "exact":
         part = top_cover(phi, k=args.k, emit=args.emit, progress=True)
+    elif args.method == "nash":  # --k and the sampler options do not apply
+        part = nash_stable_partition(phi, seed=args.seed)
     else:
         part = pac_top_cover(
             phi, k=args.k, m=args.m, omega=args.omega, size_range=(args.size_min, args.size_max),
@@ -126,7 +129,7 @@ def run_partition(args: argparse.Namespace) -> int:
         )
     print(part.summary())
     meta: dict[str, Any] = {"phi": str(Path(args.phi))}
-    if args.eps_samples > 0:
+    if args.eps_samples > 0 and args.method != "nash":  # the blocking rate is a top-k notion
         br = blocking_rate(phi, part, k=args.k, n_samples=args.eps_samples,
                            size_range=(args.size_min, args.size_max), seed=args.seed + 1)
         print(br)
