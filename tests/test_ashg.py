@@ -363,3 +363,19 @@ def test_tie_between_new_singleton_and_joining_a_lone_player() -> None:
     part = nash_stable_partition(phi, init=start, order="index")
     assert part == Partition.from_coalitions([[0], [1], [2]])
     assert part.meta["moves"] == 1
+
+
+def test_cli_partition_method_nash(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from hedonic_neurons.cli.main import main
+
+    rng = np.random.default_rng(12)
+    a = rng.standard_normal((30, 30))
+    phi = a + a.T
+    path, out = tmp_path / "phi.npy", tmp_path / "part.json"
+    np.save(path, phi)
+    assert main(["partition", str(path), "--method", "nash", "--seed", "3", "--out", str(out)]) == 0
+    part = Partition.from_json(out)
+    assert part == nash_stable_partition(phi, seed=3)
+    assert part.meta["method"] == "nash_stable" and part.meta["converged"]
+    assert "blocking_rate" not in part.meta
+    assert "30 players" in capsys.readouterr().out
