@@ -289,7 +289,7 @@ def _check_manifest(manifest: Any, mpath: Path) -> dict[str, Any]:
         raise ArtifactError(f"{mpath}: expected a JSON object, got {type(manifest).__name__}.")
     fmt = manifest.get("format")
     if fmt != FORMAT:
-        old = " (written by an older version without checksums: re-capture it)" if fmt == "hedonic-neurons/capture@1" \
+        old = " (written by an older version without checksums: capture again into a new directory)" if fmt == "hedonic-neurons/capture@1" \
             else ""
         raise ArtifactError(f"{mpath}: not a {FORMAT} capture manifest (format {fmt!r}){old}.")
     layers = manifest.get("layers")
