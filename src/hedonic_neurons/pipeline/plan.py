@@ -221,7 +221,8 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
         plan.evaluation[key] = cache.unit(
             "evaluation", name,
             {"partition": pref.key, "label": key.label, "capture": capture.key, "ood": capture_ood.key,
-             "metrics": intrinsic, "ridge_alpha": ev["ridge_alpha"], "min_size": ev["min_size"], "task": cfg.task})
+             "metrics": intrinsic, "ridge_alpha": ev["ridge_alpha"], "min_size": ev["min_size"], "task": cfg.task,
+             "targets": data.key})
         if "ood" in cfg.evaluation.metrics:
             plan.ood[key] = cache.unit(
                 "ood", name,

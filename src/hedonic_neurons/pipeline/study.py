@@ -221,7 +221,8 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
     parallel("evaluation", [
         (u, work_evaluation, (str(plan.partition_file(key)), str(plan.record_file("capture", key.layer)),
                               str(plan.record_file("ood", key.layer)), str(plan.data.file("ood_features.parquet")),
-                              intrinsic, {"min_size": opts.min_size, "ridge_alpha": opts.ridge_alpha}))
+                              intrinsic, {"min_size": opts.min_size, "ridge_alpha": opts.ridge_alpha},
+                              (str(plan.data.file("capture.parquet")), str(plan.data.file("ood.parquet")))))
         for key, u in plan.evaluation.items()])
     if plan.ood:
         def ood_all() -> None:

@@ -16,9 +16,12 @@ __all__ = ["stage_ood", "work_evaluation"]
 
 
 def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path: str, metrics: list[str],
-                    options: dict[str, Any], out: Path) -> None:
+                    options: dict[str, Any], targets: tuple[str, str] | None, out: Path) -> None:
     """Synergy (on the capture records), alignment (OOD records and features) and predictivity
     (ridge fit on the capture records, R² on the OOD records) of one partition.
+
+    ``targets``: the capture and OOD pair tables (parquet with a ``target`` column) whose
+    float64 targets the predictivity uses (``None``: the records' stored labels).
 
     Writes ``synergy.csv``, ``alignment.csv`` (when computed) and ``metrics.json``
     (``{metric: value}``, :meth:`hedonic_neurons.evaluation.PartitionEval.metrics`).
@@ -30,8 +33,11 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     rec = LayerRecord.load(rec_path)
     ood = LayerRecord.load(ood_rec_path) if {"alignment", "predictivity"} & set(metrics) else None
     feats = pd.read_parquet(feats_path) if "alignment" in metrics else None
+    y_train = y_ood = None
+    if targets is not None and "predictivity" in metrics:
+        y_train, y_ood = (pd.read_parquet(p, columns=["target"])["target"].to_numpy() for p in targets)
     ev = evaluate_partition(part, EvalOptions(**options), record=rec, ood_record=ood, train_record=rec,
-                            features=feats, metrics=metrics)
+                            features=feats, metrics=metrics, train_targets=y_train, ood_targets=y_ood)
     if ev.synergy is not None:
         ev.synergy.table.to_csv(out / "synergy.csv", index=False)
     if ev.alignment is not None:
