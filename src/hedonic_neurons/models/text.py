@@ -104,7 +104,8 @@ def load_tokenizer(path: str | os.PathLike[str], *, local_files_only: bool = Tru
     Parameters
     ----------
     path : str or PathLike
-        A local model directory (or, with ``local_files_only=False``, a hub id).
+        A local model directory (or, with ``local_files_only=False``, a hub id), or the
+        packaged model name ``"smollm2"``.
     local_files_only : bool
         Never touch the network (the default).
     trust_remote_code : bool
@@ -112,7 +113,9 @@ def load_tokenizer(path: str | os.PathLike[str], *, local_files_only: bool = Tru
     """
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=local_files_only,
+    from .smollm2 import resolve
+
+    tok = AutoTokenizer.from_pretrained(str(resolve(path)), local_files_only=local_files_only,
                                         trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
