@@ -270,7 +270,7 @@ class _BestResponseState:
 
     def row(self, i: int) -> np.ndarray:
         """Copy of ``S[i, :top]``, shape (top,)."""
-        return self.blocks[:, i, :].flatten()[: self.top]
+        return self.blocks[: -(-self.top // _B), i, :].flatten()[: self.top]
 
     def _alloc(self) -> int:
         if self._free:
