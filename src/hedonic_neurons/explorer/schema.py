@@ -189,10 +189,12 @@ def _as_list(value: Any, dtype: type, where: str) -> np.ndarray:
 
 def _coerce(col: pd.Series, kind: Kind, where: str) -> pd.Series:
     if kind == "str":
-        bad = [v for v in col if not isinstance(v, str)]
-        if bad:
-            raise InputError(f"{where}: expected strings, found {bad[0]!r} ({type(bad[0]).__name__}).")
-        return col.astype(object)
+        # a string dtype (pandas >= 3 reads Parquet strings as one) only needs a look for missing values
+        typed = pd.api.types.is_string_dtype(col) and col.dtype != object
+        if (typed and col.isna().any()) or (not typed and len(col) and pd.api.types.infer_dtype(col, skipna=False) != "string"):
+            bad = next(v for v in col if not isinstance(v, str))
+            raise InputError(f"{where}: expected strings, found {bad!r} ({type(bad).__name__}).")
+        return col
     if kind.startswith("list<"):
         dtype: type = {"list<int32>": np.int32, "list<int>": np.int64, "list<float>": float}[kind]
         return pd.Series([_as_list(v, dtype, f"{where}[row {i}]") for i, v in enumerate(col)],
@@ -261,7 +263,7 @@ def validate_frame(frame: Any, table: TableName) -> pd.DataFrame:
     for c, kind in spec.items():
         out[c] = _coerce(out[c], kind, f"{table}.{c}")
     for c, allowed in _VOCAB.get(table, {}).items():
-        bad = sorted(set(out[c]) - set(allowed))
+        bad = sorted(set(pd.unique(out[c])) - set(allowed))
         if bad:
             raise InputError(f"{table}.{c}: expected one of {list(allowed)}, got {bad[0]!r}.")
     key = list(_UNIQUE[table])
