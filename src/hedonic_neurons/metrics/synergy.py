@@ -223,6 +223,12 @@ def coalition_synergy_final(
       ``ℓ`` (unablated), ``ℓ_{−i}``, ``ℓ_{−j}``, ``ℓ_{−{i,j}}`` with the neurons reverted to
       their pre-LoRA weights by :func:`~hedonic_neurons.models.ablation.ablate`.
 
+    Precision floor: the final output passes through every later block's norm, and Hugging
+    Face's LLaMA/Mistral RMSNorm rounds to float32 even in a float64 model, so each score
+    carries float32 rounding and ψ below ~1e-6·|score| is noise (measured on SmolLM2, layer
+    15, float64: scores ~0.5 off by up to 7e-7, ψ(i, j) off by up to 5e-7, wrong in sign for
+    the pairs with |ψ| ~ 1e-7). The local readout's exact forms have no such floor.
+
     All ablations of all coalitions are run in one pass over ``batches`` (each needed set is
     scored on each batch; the unablated score and each single ``ℓ_{−i}`` are shared), so
     the cost is ``len(batches) × (1 + #singles + #pairs)`` forward passes.

@@ -4,6 +4,13 @@ Every single and pair ablation is a real forward pass of the PEFT model under
 :func:`~hedonic_neurons.models.ablation.ablate` (LoRA factors masked, nothing merged); the
 local readout (docs/method.md §2) is computed from the ablated layer's pooled output. Cost:
 ``n(n+1)/2 + 1`` forward passes over all batches, so use it on small layers.
+
+Precision: ``y`` comes from the model's forward pass and the readout is applied by hand in
+float64 (:func:`~hedonic_neurons.models.readout.local_readout`), never through the model's own
+final norm, whose Hugging Face LLaMA/Mistral implementation rounds to float32 even in a
+float64 model. So in a float64 model this reference has no float32 floor: on SmolLM2 (layer
+15, LoRA r = 8) it matches the closed form to 8e-16 absolute (1e-11 of the largest synergy),
+where reading through ``LlamaRMSNorm`` would be off by 1e-7.
 """
 
 from __future__ import annotations
