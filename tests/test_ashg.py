@@ -379,3 +379,12 @@ def test_cli_partition_method_nash(tmp_path, capsys) -> None:  # type: ignore[no
     assert part.meta["method"] == "nash_stable" and part.meta["converged"]
     assert "blocking_rate" not in part.meta
     assert "30 players" in capsys.readouterr().out
+
+
+def test_accepts_a_synergy_matrix() -> None:
+    from hedonic_neurons.valuations import null_valuation
+
+    sm = null_valuation(40, seed=1)
+    part = nash_stable_partition(sm, seed=0)
+    assert part == nash_stable_partition(np.asarray(sm.values), seed=0)
+    assert is_nash_stable(sm, part) and is_individually_stable(sm, part)

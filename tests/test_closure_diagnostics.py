@@ -145,3 +145,12 @@ def test_k_sweep_errors() -> None:
         k_sweep(phi, ks=(1, 0))
     with pytest.raises(InputError, match="heldout_psi: expected finite"):
         k_sweep(phi, heldout_psi=np.full((6, 6), np.inf))
+
+
+def test_accepts_a_synergy_matrix() -> None:
+    from hedonic_neurons.valuations import null_valuation
+
+    sm = null_valuation(30, seed=2)
+    assert np.array_equal(null_phi_like(sm, 1), null_phi_like(sm.values, 1))
+    assert closure_null_share(sm, "top_cover", 2, seed=1) == closure_null_share(sm.values, "top_cover", 2, seed=1)
+    assert k_sweep(sm, ks=(2,)).equals(k_sweep(sm.values, ks=(2,)))
