@@ -142,3 +142,37 @@ def test_paper_layout_tables_cell_by_cell(rendered) -> None:
         assert t3.loc[0, f"m / {event.capitalize()}"] == want, event
     assert np.isfinite(pd.read_csv(rendered["run"] / "artifacts" / "tables" / "table2_numeric.csv")
                        ["predictivity_r2_mean"]).all()
+
+
+def test_report_imports_neither_the_cache_nor_the_stages() -> None:
+    """Data flows one way: the study imports the report, never the other way round."""
+    import ast
+    import inspect
+
+    import hedonic_neurons.pipeline.report as report
+
+    tree = ast.parse(inspect.getsource(report))
+    guarded = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and id(node) not in guarded:
+            assert (node.module or "") not in ("study", "plan", "cache", "stages", "executor"), node.module
+            assert not (node.module or "").startswith("stages"), node.module
+
+
+def test_pac_bound_of_the_stability_stage_against_the_binomial() -> None:
+    """pac_upper_bound(x, N, δ) is the u with P(Binom(N, u) <= x) = δ (found here by bisection)."""
+    from scipy.stats import binom
+
+    from hedonic_neurons.pipeline.stages.stability import pac_upper_bound
+
+    for x, n, delta in ((0, 100, 0.1), (3, 500, 0.05), (40, 200, 0.2), (7, 7, 0.1)):
+        got = pac_upper_bound(x, n, delta)
+        if x == n:
+            assert got == 1.0
+            continue
+        lo, hi = x / n, 1.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if binom.cdf(x, n, mid) > delta else (lo, mid)
+        assert got == pytest.approx(lo, abs=1e-9)

@@ -1,4 +1,5 @@
-"""Typed, validated construction of frozen config dataclasses from plain data.
+"""Strict parsing of config files and typed, validated construction of frozen config
+dataclasses from the plain data.
 
 :func:`build` walks the dataclass type hints: unknown keys are rejected with a
 did-you-mean, ``Literal`` fields list their allowed values, and every error names the full
@@ -10,14 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import math
+import os
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from ..errors import ConfigError
 
-__all__ = ["build", "dotted", "to_dict"]
+__all__ = ["build", "dotted", "parse_config_text", "to_dict"]
 
 T = TypeVar("T")
 
@@ -149,3 +153,57 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}.")
         return value
     raise ConfigError(f"{key}: unsupported config type {tp!r}.")  # pragma: no cover
+
+
+def parse_config_text(path: str | os.PathLike[str]) -> Any:
+    """Parse a YAML/JSON config file strictly: duplicate keys, nesting bombs, non-UTF-8 -> :class:`ConfigError`.
+
+    YAML is read with a ``yaml.SafeLoader`` that refuses a key given twice in one mapping
+    (plain ``safe_load`` keeps the last one silently); documents nested deeper than
+    :data:`hedonic_neurons.io.MAX_JSON_DEPTH` are refused before and after parsing.
+    """
+    import yaml
+
+    from ..errors import HedonicError
+    from ..io import MAX_JSON_DEPTH, _json_depth_ok, check_nesting
+
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config: {p} is not valid UTF-8 text (byte {exc.start}: {exc.reason}).") from exc
+    if not _json_depth_ok(text, MAX_JSON_DEPTH):
+        raise ConfigError(f"config: {p} is nested deeper than {MAX_JSON_DEPTH} levels; refused.")
+
+    def no_duplicates(pairs: list[tuple[Any, Any]], where: str = "") -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                raise ConfigError(f"config: {p}: key {k!r} is given twice{where}.")
+            out[k] = v
+        return out
+
+    class _StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            self.flatten_mapping(node)
+            pairs = [(self.construct_object(k, deep=deep), self.construct_object(v, deep=deep))
+                     for k, v in node.value]
+            return no_duplicates(pairs, f" (line {node.start_mark.line + 1})")
+
+    _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,  # type: ignore[arg-type]
+                                  lambda loader, node: loader.construct_mapping(node, deep=True))
+    try:
+        if p.suffix == ".json":
+            data = json.loads(text, object_pairs_hook=no_duplicates)
+        else:
+            data = yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        check_nesting(data, f"config: {p}")
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config: {p} is not valid YAML/JSON ({' '.join(str(exc).split())}).") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"config: {p} is nested too deeply; refused.") from exc
+    except HedonicError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(str(exc)) from exc
+    return data

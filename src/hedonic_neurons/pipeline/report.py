@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..figures import plot_size_distribution, save_png
-from ..io import atomic_write
+from ..io import atomic_path, atomic_write
 from ..metrics.stats import per_seed_summary
 from ..metrics.tables import format_cell, to_markdown
 from ..partition import Partition
@@ -269,10 +269,16 @@ def _flatten(df: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _write_table(df: pd.DataFrame, stem: Path) -> None:
-    from .study import write_frame
+def write_frame(df: pd.DataFrame, stem: Path) -> None:
+    """``stem.csv`` and ``stem.parquet``, atomically (every table and long result of a run)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(stem.with_suffix(".csv")) as fh:
+        df.to_csv(fh, index=False)
+    with atomic_path(stem.with_suffix(".parquet")) as tmp:
+        df.to_parquet(tmp, index=False)
 
-    write_frame(df, stem)
+
+_write_table = write_frame
 
 
 def _render_md(blocks: list[tuple[str, Any]]) -> str:

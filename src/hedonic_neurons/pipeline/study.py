@@ -30,12 +30,13 @@ import pandas as pd
 from .. import vocab
 from ..errors import ConfigError
 from ..evaluation import EvalOptions
-from ..io import atomic_path, atomic_write, read_json, write_json
+from ..io import read_json, write_json
 from ..partition import Partition
 from ..provenance import provenance
 from .config import StudyConfig
 from .executor import Job, run_units
 from .plan import NULL_SEED, PartitionKey, StudyPlan, build_plan, model_name
+from .report import write_frame, write_report
 from .stages.baselines import work_baselines
 from .stages.capture import encode, stage_capture
 from .stages.data import load_study_tokenizer, stage_data
@@ -254,8 +255,6 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
         executed=cache.executed, reused=cache.reused,
         unit_seconds={f"{u.stage}:{u.name}": cache.seconds(u) for u in plan.units() if u.done}))
     if report:
-        from .report import write_report
-
         t0 = time.perf_counter()
         path = write_report(results)
         timings["report"] = time.perf_counter() - t0
@@ -329,15 +328,6 @@ def _link(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
-
-
-def write_frame(df: pd.DataFrame, stem: Path) -> None:
-    """``stem.csv`` and ``stem.parquet``, atomically."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(stem.with_suffix(".csv")) as fh:
-        df.to_csv(fh, index=False)
-    with atomic_path(stem.with_suffix(".parquet")) as tmp:
-        df.to_parquet(tmp, index=False)
 
 
 def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyResults:
