@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from hedonic_neurons import Partition, vocab  # noqa: E402
 from hedonic_neurons.errors import InputError  # noqa: E402
 from hedonic_neurons.evaluation import (  # noqa: E402
-    EvalOptions,
+    EvaluationOptions,
     evaluate_alignment,
     evaluate_partition,
     evaluate_predictivity,
@@ -78,7 +78,7 @@ def test_options_fail_early_and_by_name() -> None:
                          ({"ridge_alpha": -1.0}, "ridge_alpha"), ({"backend": "gpu"}, "backend"),
                          ({"confidence": 1.0}, "confidence"), ({"max_members": 1}, "max_members")):
         with pytest.raises(InputError, match=name):
-            EvalOptions(**kwargs)
+            EvaluationOptions(**kwargs)
 
 
 def test_ood_coalitions_against_enumeration() -> None:
@@ -86,7 +86,7 @@ def test_ood_coalitions_against_enumeration() -> None:
     for _ in range(20):
         labels = rng.integers(0, rng.integers(1, 9), size=30)
         part = Partition.from_labels(labels)
-        for opts in (EvalOptions(), EvalOptions(min_size=3, max_coalitions=2), EvalOptions(max_coalitions=None)):
+        for opts in (EvaluationOptions(), EvaluationOptions(min_size=3, max_coalitions=2), EvaluationOptions(max_coalitions=None)):
             # reference: sort (−size, index) by hand, keep sizes >= min_size, cut
             ref = sorted((c for c in range(part.n_coalitions) if part.sizes[c] >= opts.min_size),
                          key=lambda c: (-part.sizes[c], c))
@@ -98,7 +98,7 @@ def test_ood_coalitions_against_enumeration() -> None:
 def test_core_against_plain_references(setup) -> None:
     rec, part, feats = setup["rec"], setup["parts"]["hedonic_pas_topcover"], setup["feats"]
     a = np.asarray(rec.a, np.float64)
-    syn = evaluate_synergy(rec, part, EvalOptions(backend="torch"))
+    syn = evaluate_synergy(rec, part, EvaluationOptions(backend="torch"))
     assert syn.n_coalitions == int((part.sizes >= 2).sum()) == len(syn.table)
     pair = syn.table["pair"].to_numpy()
     assert_close(syn.pair, pair[np.isfinite(pair)].mean(), rtol=1e-12, atol=0)
@@ -115,13 +115,13 @@ def test_core_against_plain_references(setup) -> None:
     from sklearn.metrics import r2_score
 
     x = np.stack([a[:, m].mean(axis=1) for m in part.coalitions], axis=1)
-    pred = evaluate_predictivity(rec, rec, part, EvalOptions(ridge_alpha=0.5))
+    pred = evaluate_predictivity(rec, rec, part, EvaluationOptions(ridge_alpha=0.5))
     from hedonic_neurons.metrics.predictivity import predictivity
 
     assert_close(pred.r2, predictivity(x, setup["targets"], x, setup["targets"], alpha=0.5), rtol=1e-9, atol=1e-12)
     assert np.isfinite(pred.r2) and pred.r2 <= 1.0
     assert Ridge and r2_score  # the library call above is itself tested against sklearn in test_ood.py
-    ev = evaluate_partition(part, EvalOptions(backend="torch"), record=rec, ood_record=rec, train_record=rec,
+    ev = evaluate_partition(part, EvaluationOptions(backend="torch"), record=rec, ood_record=rec, train_record=rec,
                             features=feats)
     assert set(ev.metrics()) == {"pair", "ratio", "align_r2", "predictivity_r2", "n_coalitions", "largest_share",
                                  "singleton_share"}
@@ -139,7 +139,7 @@ def test_pipeline_stage_and_cli_give_the_same_metrics(setup, tmp_path) -> None:
     from hedonic_neurons.pipeline.stages.evaluate import stage_ood, work_evaluation
 
     tmp = setup["tmp"]
-    opts = EvalOptions(min_size=2, max_coalitions=3, ridge_alpha=1.0, backend="torch")
+    opts = EvaluationOptions(min_size=2, max_coalitions=3, ridge_alpha=1.0, backend="torch")
     stage: dict[str, dict[str, float]] = {}
     with one_thread():
         for label in setup["parts"]:

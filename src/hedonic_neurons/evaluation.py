@@ -2,7 +2,7 @@
 study pipeline's evaluation stage and ``hedonic evaluate``.
 
 Every function takes a partition, the records / features / model it needs and the options
-explicitly (:class:`EvalOptions`), and returns a small frozen result with the per-coalition
+explicitly (:class:`EvaluationOptions`), and returns a small frozen result with the per-coalition
 table and the per-partition summary that goes into the long results
 (``[model, task, method, seed, layer, metric, value]``, metric names from
 :data:`hedonic_neurons.vocab.METRICS`):
@@ -18,7 +18,8 @@ function                  result                metrics
 ========================  ====================  =============================================
 
 Summaries average over the coalitions of size ``>= options.min_size`` (finite values only);
-the OOD drop ablates the ``options.max_coalitions`` largest of them. Only
+the OOD drop ablates the ``options.max_coalitions`` largest of them, the same rule for every
+method (docs/method.md §8.4). Only
 :func:`evaluate_ood` needs torch (the model); the others are NumPy/pandas.
 """
 
@@ -38,7 +39,7 @@ from .records import LayerRecord
 
 __all__ = [
     "AlignmentEval",
-    "EvalOptions",
+    "EvaluationOptions",
     "OODEval",
     "PartitionEval",
     "PredictivityEval",
@@ -54,7 +55,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class EvalOptions:
+class EvaluationOptions:
     """Options shared by every metric (one default for the pipeline and the CLI).
 
     Attributes
@@ -220,7 +221,7 @@ def partition_shape(partition: Partition) -> dict[str, float]:
             "singleton_share": float(s.singleton_share)}
 
 
-def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvalOptions = EvalOptions(), *,
+def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvaluationOptions = EvaluationOptions(), *,
                      progress: bool = False) -> SynergyEval:
     """Pair(C) and Ratio(C) of every coalition of size ``>= options.min_size`` on the local readout.
 
@@ -230,7 +231,7 @@ def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvalOpt
         Records of the layer (``n`` players, ``N`` inputs).
     partition : Partition
         Partition of the same ``n`` players.
-    options : EvalOptions
+    options : EvaluationOptions
     progress : bool
     """
     from .metrics.synergy import coalition_synergy
@@ -246,7 +247,7 @@ def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvalOpt
 
 
 def evaluate_alignment(ood_record: LayerRecord, partition: Partition, features: pd.DataFrame,
-                       options: EvalOptions = EvalOptions()) -> AlignmentEval:
+                       options: EvaluationOptions = EvaluationOptions()) -> AlignmentEval:
     """Feature alignment of every coalition against the LETOR features of the same inputs.
 
     Parameters
@@ -256,7 +257,7 @@ def evaluate_alignment(ood_record: LayerRecord, partition: Partition, features: 
     partition : Partition
     features : pandas.DataFrame, shape (N, F)
         Features of those pairs, same rows in the same order.
-    options : EvalOptions
+    options : EvaluationOptions
     """
     from .metrics.alignment import coalition_activations, feature_alignment
 
@@ -276,7 +277,7 @@ def evaluate_alignment(ood_record: LayerRecord, partition: Partition, features: 
 
 
 def evaluate_predictivity(train_record: LayerRecord, ood_record: LayerRecord, partition: Partition,
-                          options: EvalOptions = EvalOptions(), *, train_targets: Any = None,
+                          options: EvaluationOptions = EvaluationOptions(), *, train_targets: Any = None,
                           ood_targets: Any = None) -> PredictivityEval:
     """Ridge predictivity R² of the coalition mean activations (Table 2).
 
@@ -285,7 +286,7 @@ def evaluate_predictivity(train_record: LayerRecord, ood_record: LayerRecord, pa
     train_record, ood_record : LayerRecord
         In-distribution records (the ridge is fit on them) and OOD records (R² is measured on them).
     partition : Partition
-    options : EvalOptions
+    options : EvaluationOptions
     train_targets, ood_targets : array_like, optional
         Targets of the two sets; default: the records' ``labels``.
     """
@@ -306,7 +307,7 @@ def evaluate_predictivity(train_record: LayerRecord, ood_record: LayerRecord, pa
     return PredictivityEval(float(r2))
 
 
-def ood_coalitions(partition: Partition, options: EvalOptions = EvalOptions()) -> list[int]:
+def ood_coalitions(partition: Partition, options: EvaluationOptions = EvaluationOptions()) -> list[int]:
     """Indices of the coalitions the OOD drop ablates: size ``>= min_size``, largest first
     (ties in index order), at most ``max_coalitions``."""
     sizes = np.asarray(_check_partition(partition).sizes)
@@ -315,7 +316,7 @@ def ood_coalitions(partition: Partition, options: EvalOptions = EvalOptions()) -
 
 
 def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Partition, *, task: str,
-                 pairs: pd.DataFrame, targets: Any, qrels: Any = None, options: EvalOptions = EvalOptions(),
+                 pairs: pd.DataFrame, targets: Any, qrels: Any = None, options: EvaluationOptions = EvaluationOptions(),
                  progress: bool = False) -> OODEval:
     """OOD drop of the coalitions chosen by :func:`ood_coalitions`, ablated through ``model``.
 
@@ -334,7 +335,7 @@ def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Part
     targets : array_like, shape (N,)
     qrels : optional
         TREC qrels for NDCG@10 (relevance only; default: the pairs' own grades).
-    options : EvalOptions
+    options : EvaluationOptions
     """
     from .metrics.ood import ood_drop
     from .metrics.stats import finite_mean
@@ -350,7 +351,7 @@ def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Part
     return OODEval(df, finite_mean(df["drop"]), len(chosen))
 
 
-def evaluate_partition(partition: Partition, options: EvalOptions = EvalOptions(), *,
+def evaluate_partition(partition: Partition, options: EvaluationOptions = EvaluationOptions(), *,
                        record: LayerRecord | None = None, ood_record: LayerRecord | None = None,
                        train_record: LayerRecord | None = None, features: pd.DataFrame | None = None,
                        metrics: Sequence[str] = ("synergy", "alignment", "predictivity"),
@@ -361,7 +362,7 @@ def evaluate_partition(partition: Partition, options: EvalOptions = EvalOptions(
     Parameters
     ----------
     partition : Partition
-    options : EvalOptions
+    options : EvaluationOptions
     record : LayerRecord
         Records the synergy is computed on.
     ood_record : LayerRecord

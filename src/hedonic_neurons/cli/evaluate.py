@@ -14,7 +14,7 @@ Extrinsic (optional, with ``--model``): for every partition
   (:func:`hedonic_neurons.metrics.predictivity.predictivity`; needs ``--train-pairs``).
 
 Every number comes from the evaluation core shared with ``hedonic run``
-(:mod:`hedonic_neurons.evaluation`, options :class:`~hedonic_neurons.evaluation.EvalOptions`);
+(:mod:`hedonic_neurons.evaluation`, options :class:`~hedonic_neurons.evaluation.EvaluationOptions`);
 this module only turns arguments into inputs, calls it and writes files. The conventions
 are those of the study pipeline:
 long results ``[model, task, method, seed, layer, metric, value]`` with metrics ``pair``,
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import vocab
-from ..evaluation import EvalOptions
+from ..evaluation import EvaluationOptions
 from ._shared import safe_label
 from .track import discover_partitions, load_layer_records
 
@@ -42,7 +42,7 @@ __all__ = ["register", "run_evaluate"]
 #: that is a property of a partition, not of the game).
 METRICS: tuple[str, ...] = tuple(e for e in vocab.names("evaluation") if e != "stability")
 LONG_COLUMNS: list[str] = ["model", "task", "method", "seed", "layer", "metric", "value"]
-_DEFAULTS = EvalOptions()
+_DEFAULTS = EvaluationOptions()
 
 _EPILOG = """\
 inputs (same conventions as 'hedonic track'):
@@ -288,18 +288,18 @@ def _seed_of(meta: dict[str, Any]) -> Any:
     return ""
 
 
-def _options(args: argparse.Namespace) -> EvalOptions:
+def _options(args: argparse.Namespace) -> EvaluationOptions:
     """The evaluation options of the command line (checked before any heavy work)."""
     from ..errors import InputError
 
     if args.min_size < 2:
         raise InputError(f"--min-size: expected an integer >= 2 (Pair needs two members), got {args.min_size}.")
-    return EvalOptions(min_size=args.min_size, max_coalitions=args.ood_max_coalitions or None,
+    return EvaluationOptions(min_size=args.min_size, max_coalitions=args.ood_max_coalitions or None,
                        ridge_alpha=_ridge_alpha(args.ridge_alpha), max_members=args.max_members, seed=args.seed,
                        backend=args.backend, confidence=args.confidence)
 
 
-def _evaluate_extrinsic(ext: _Extrinsic, args: argparse.Namespace, opts: EvalOptions, metrics: list[str],
+def _evaluate_extrinsic(ext: _Extrinsic, args: argparse.Namespace, opts: EvaluationOptions, metrics: list[str],
                         part: Any, layer: int, record: Any, out_dir: Path) -> dict[str, Any]:
     """OOD drop, alignment and predictivity of one partition through the evaluation core;
     per-coalition CSVs into ``out_dir``.

@@ -1,4 +1,4 @@
-"""Reading pair files, filtering queries and splitting pairs for a study (docs/method.md §1, §8).
+"""Reading pair files, filtering queries and splitting pairs for a study (docs/method.md §8.2).
 
 A study needs four disjoint-ish sets of query–passage pairs: fine-tuning (``train``),
 validation (``val``, whole queries so NDCG@10 is meaningful), activation capture

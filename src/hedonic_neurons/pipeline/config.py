@@ -249,7 +249,7 @@ class EvaluationConfig:
         Ridge penalty of the predictivity regression (Table 2).
     min_size : int
         Coalitions smaller than this are left out of every per-partition summary and of the
-        OOD drop (:class:`hedonic_neurons.evaluation.EvalOptions`; ``hedonic evaluate --min-size``).
+        OOD drop (:class:`hedonic_neurons.evaluation.EvaluationOptions`; ``hedonic evaluate --min-size``).
     """
 
     metrics: tuple[Metric, ...] = ("stability", "synergy", "ood", "alignment", "predictivity")

@@ -29,7 +29,7 @@ import pandas as pd
 
 from .. import vocab
 from ..errors import ConfigError
-from ..evaluation import EvalOptions
+from ..evaluation import EvaluationOptions
 from ..io import read_json, write_json
 from ..partition import Partition
 from ..provenance import provenance
@@ -112,10 +112,10 @@ def _say(progress: bool, msg: str) -> None:
         print(f"[hedonic] {msg}", flush=True)
 
 
-def eval_options(cfg: StudyConfig) -> EvalOptions:
+def eval_options(cfg: StudyConfig) -> EvaluationOptions:
     """The evaluation options of a study config (the same defaults as ``hedonic evaluate``)."""
     e = cfg.evaluation
-    return EvalOptions(min_size=e.min_size, max_coalitions=e.ood_max_coalitions, ridge_alpha=e.ridge_alpha)
+    return EvaluationOptions(min_size=e.min_size, max_coalitions=e.ood_max_coalitions, ridge_alpha=e.ridge_alpha)
 
 
 class _ModelBox:

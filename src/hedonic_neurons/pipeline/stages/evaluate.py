@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ...evaluation import EvalOptions, evaluate_ood, evaluate_partition
+from ...evaluation import EvaluationOptions, evaluate_ood, evaluate_partition
 from ...io import write_json
 
 __all__ = ["stage_ood", "work_evaluation"]
@@ -36,7 +36,7 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     y_train = y_ood = None
     if targets is not None and "predictivity" in metrics:
         y_train, y_ood = (pd.read_parquet(p, columns=["target"])["target"].to_numpy() for p in targets)
-    ev = evaluate_partition(part, EvalOptions(**options), record=rec, ood_record=ood, train_record=rec,
+    ev = evaluate_partition(part, EvaluationOptions(**options), record=rec, ood_record=ood, train_record=rec,
                             features=feats, metrics=metrics, train_targets=y_train, ood_targets=y_ood)
     if ev.synergy is not None:
         ev.synergy.table.to_csv(out / "synergy.csv", index=False)
@@ -46,7 +46,7 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
 
 
 def stage_ood(model: Any, batches: Sequence[Any], layer: int, part_path: Path, pairs_path: Path,
-              qrels_path: Path | None, task: str, options: EvalOptions, out: Path) -> None:
+              qrels_path: Path | None, task: str, options: EvaluationOptions, out: Path) -> None:
     """OOD drop of one partition's largest coalitions through ``model``; writes ``ood.csv`` and
     ``metrics.json`` (``ood_drop``, ``n_evaluated``)."""
     from ...partition import Partition

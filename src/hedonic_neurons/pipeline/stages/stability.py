@@ -1,4 +1,4 @@
-"""Stage *stability*: the measured blocking rate ε̂ of a hedonic partition and the PAC check (docs/method.md §5)."""
+"""Stage *stability*: the measured blocking rate ε̂ of a hedonic partition and the PAC check (docs/method.md §5.3)."""
 
 from __future__ import annotations
 
