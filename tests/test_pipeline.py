@@ -191,3 +191,33 @@ def test_dry_run_plan_lists_every_stage(tmp_path) -> None:
                   "ood", "tracking"):
         assert stage in text
     assert not any(tmp_path.iterdir())  # planning writes nothing
+
+
+def test_plan_keys_every_partition_with_one_key_type(tmp_path) -> None:
+    """PartitionKey names hedonic and baseline partitions alike; exact Top Covering is one unit for all seeds;
+    with match_baselines: all, baselines are labelled by the partition they are matched to."""
+    from hedonic_neurons import vocab
+    from hedonic_neurons.pipeline import PartitionKey
+
+    cfg = load_config("demo", output_dir=str(tmp_path), **{"discovery.seeds": [0, 1],
+                                                             "discovery.match_baselines": "all"})
+    plan = build_plan(cfg)
+    d = cfg.discovery
+    hedonic = [vocab.method_label(v, m) for v in d.valuations for m in d.methods]
+    baselines = [vocab.baseline_label(b, ref) for ref in hedonic for b in d.baselines]
+    assert plan.labels() == hedonic + baselines
+    assert len(plan.partitions) == len(d.layers) * len(d.seeds) * (len(hedonic) + len(baselines))
+    assert all(isinstance(k, PartitionKey) for k in plan.partitions)
+    layer = d.layers[0]
+    km = plan.key_of(layer, "kmeans~hedonic_oca", 1)
+    assert km.is_baseline and km.matched_to == "hedonic_oca" and km.method == "kmeans"
+    assert plan.partition_file(km).name == "kmeans.json"
+    assert plan.partition_file(km).parent == plan.baselines[PartitionKey(layer, "hedonic_oca", 1)].path
+    tc0, tc1 = (plan.hedonic[PartitionKey(layer, "hedonic_pas_topcover", s)] for s in (0, 1))
+    assert tc0.key == tc1.key  # deterministic: computed once
+    pac0, pac1 = (plan.hedonic[PartitionKey(layer, "hedonic_pas", s)] for s in (0, 1))
+    assert pac0.key != pac1.key
+    assert set(plan.evaluation) == set(plan.partitions) == set(plan.ood)
+    assert set(plan.stability) == set(plan.hedonic)
+    with pytest.raises(KeyError):
+        plan.key_of(layer, "kmeans", 0)  # no unmatched label in this mode
