@@ -134,8 +134,8 @@ def test_evaluation_min_size_and_ood_qrels_are_validated() -> None:
     from hedonic_neurons.evaluation import EvaluationOptions
 
     assert from_dict({}).evaluation.min_size == EvaluationOptions().min_size  # one default for run and evaluate
-    with pytest.raises(ConfigError, match="evaluation.min_size"):
+    with pytest.raises(ConfigError, match=r"evaluation\.min_size"):
         from_dict({"evaluation": {"min_size": 1}})
-    with pytest.raises(ConfigError, match="data.ood_qrels"):
+    with pytest.raises(ConfigError, match=r"data\.ood_qrels"):
         from_dict({"task": "cqtr", "data": {"ood_qrels": "qrels.txt"}})
     assert from_dict({"task": "relevance", "data": {"ood_qrels": "q.txt"}}).data.ood_qrels == "q.txt"

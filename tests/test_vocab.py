@@ -118,3 +118,25 @@ def test_mnist_study_uses_the_same_labels() -> None:
     assert REFERENCE == "hedonic_pas" and "hedonic_pas_topcover" in HEDONIC_METHODS
     assert BASELINE_METHODS == tuple(vocab.BASELINES)
     assert all(METHOD_LABELS[m] == vocab.display_label(m) for m in METHOD_LABELS)
+
+
+def test_new_layers_import_without_torch() -> None:
+    """The vocabulary, the evaluation core, the plan, executor, study driver and report import with
+    torch, transformers and peft unimportable (only the stages that run a model need them)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'peft'):
+            raise ImportError(name)
+        return None
+sys.meta_path.insert(0, Block())
+import hedonic_neurons.vocab, hedonic_neurons.evaluation, hedonic_neurons.figures, hedonic_neurons.ir.splits
+import hedonic_neurons.pipeline.plan, hedonic_neurons.pipeline.report, hedonic_neurons.pipeline.study
+import hedonic_neurons.pipeline.executor, hedonic_neurons.metrics.tables, hedonic_neurons.models.resolve
+assert not any(m.split('.')[0] in ('torch', 'transformers', 'peft') for m in sys.modules)
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
