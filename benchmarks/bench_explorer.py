@@ -33,7 +33,8 @@ def main() -> None:
     ap.add_argument("--methods", type=int, default=6)
     ap.add_argument("--seeds", type=int, default=1)
     ap.add_argument("--examples", type=int, default=5, help="examples per (coalition, split, kind)")
-    ap.add_argument("--texts", type=int, default=3000, help="distinct queries and passages")
+    ap.add_argument("--texts", type=int, default=3000, help="distinct inputs (query, passage, target)")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="write the run (artifacts, explorer.html) here")
     args = ap.parse_args()
     if args.quick:
         args.n, args.coalitions, args.layers, args.methods = 2000, 400, 3, 2
@@ -49,7 +50,7 @@ def main() -> None:
           f"{len(arts.lineage)} lineage rows")
     print(f"synthetic tables: {t_gen:.1f} s")
     with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp)
+        run = Path(args.keep or tmp)
         t0 = time.perf_counter()
         paths = write_artifacts(run, coalitions=arts.coalitions, examples=arts.examples, lineage=arts.lineage,
                                 partitions=arts.partitions)
@@ -62,7 +63,7 @@ def main() -> None:
         print(f"build_explorer (read + validate + build, compressed): {t_build:.1f} s, "
               f"page {page.stat().st_size / 1e6:.1f} MB")
         t0 = time.perf_counter()
-        plain = build_explorer(arts, run / "plain.html", compress=False)
+        plain = build_explorer(arts, run / "explorer_plain.html", compress=False)
         t_plain = time.perf_counter() - t0
         print(f"build_explorer (tables in memory, plain JSON): {t_plain:.1f} s, page {plain.stat().st_size / 1e6:.1f} MB")
 

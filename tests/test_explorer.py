@@ -252,6 +252,28 @@ def test_script_breaking_text_is_escaped(arts: ExplorerArtifacts, tmp_path: Path
     assert decode_blocks(html)["explorer-texts"]["queries"][0] == ex.loc[0, "query"]
 
 
+def test_histograms_uneven_edges_kept_even_edges_shortened(arts: ExplorerArtifacts, tmp_path: Path) -> None:
+    co = arts.coalitions.copy()
+    co.at[0, "act_hist_counts"] = np.array([3, 1, 4])
+    co.at[0, "act_hist_edges"] = np.array([0.0, 0.1, 0.5, 2.0])  # uneven: kept whole
+    co.at[1, "act_hist_counts"] = np.array([], dtype=np.int64)     # no histogram
+    co.at[1, "act_hist_edges"] = np.array([], dtype=np.float64)
+    for mixed in (False, True):  # one bin count for every coalition (vectorised) or not
+        if mixed:
+            co.at[2, "act_hist_counts"] = np.array([5, 6])
+            co.at[2, "act_hist_edges"] = np.array([-1.0, 0.5, 2.0])  # even: stored as its two ends
+        page = build_explorer(ExplorerArtifacts.from_frames(co), tmp_path / f"h{mixed}.html")
+        first = decode_blocks(page.read_text())["slice-0"]
+        order = co.loc[:7].sort_values("coalition").index.tolist()
+        hist = dict(zip(order, first["hist"]))
+        assert hist[0] == [[3, 1, 4], [0.0, 0.1, 0.5, 2.0]]
+        assert hist[1] == [[], []]
+        if mixed:
+            assert hist[2] == [[5, 6], [-1.0, 2.0]]
+        edges = co.at[3, "act_hist_edges"]
+        assert hist[3][1] == [r4(edges[0]), r4(edges[-1])]
+
+
 def _png(path: Path) -> bytes:
     """A valid 2x2 grey PNG written by hand (no imaging library needed)."""
     def chunk(tag: bytes, data: bytes) -> bytes:
@@ -456,3 +478,39 @@ def test_docs_list_every_column() -> None:
         section = doc.split(f"`{ARTIFACT_FILES[name]}`", 1)[1].split("\n### ", 1)[0]
         for col in spec:
             assert f"`{col}`" in section, (name, col)
+
+
+def test_large_partition_renders_in_chunks_and_sorts_all_rows(browser: Any, tmp_path: Path) -> None:
+    """600 coalitions: the table shows a first chunk, sorting orders all of them, "show all" adds the rest."""
+    from selenium.webdriver.common.by import By
+
+    big = synthetic_artifacts(layers=(0, 1), methods=("random",), seeds=(0,), n_neurons=2000, n_coalitions=600,
+                              n_examples=1, n_texts=20, seed=5)
+    page = build_explorer(big, tmp_path / "big.html")
+    browser.get(page.as_uri())
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"), "page never became ready")
+    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#coalitions tbody tr")  # noqa: E731
+    first = len(rows())
+    assert 0 < first < 600
+    browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="best_feature_r2"]').click()
+    part = big.coalitions[big.coalitions.layer == 0]
+    expected = sorted(zip(map(r4, part.best_feature_r2), part.coalition))
+    assert [int(r.get_attribute("data-c")) for r in rows()] == [c for _, c in expected[:first]]
+    # scrolling the table to its end appends the next chunks
+    wrap = browser.find_element(By.ID, "tablewrap")
+    for _ in range(20):
+        if len(rows()) == 600:
+            break
+        browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", wrap)
+        browser.execute_script("return new Promise((ok) => requestAnimationFrame(() => ok()))")
+    assert [int(r.get_attribute("data-c")) for r in rows()] == [c for _, c in expected]
+    assert not browser.find_element(By.ID, "more-rows").is_displayed()
+    # descending order, a fresh first chunk, and the "show all" button
+    browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="best_feature_r2"]').click()
+    assert len(rows()) == first
+    more = browser.find_element(By.ID, "more-rows")
+    assert more.is_displayed() and f"of {len(part)}" in more.text
+    browser.execute_script("arguments[0].click()", more)
+    assert [int(r.get_attribute("data-c")) for r in rows()] == [
+        c for _, c in sorted(expected, key=lambda vc: (-vc[0], vc[1]))]
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
