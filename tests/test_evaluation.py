@@ -176,3 +176,16 @@ def test_pipeline_stage_and_cli_give_the_same_metrics(setup, tmp_path) -> None:
             checked += 1
     assert checked == 10
     assert np.isfinite(stage["hedonic_pas_topcover"]["ood_drop"])
+
+
+def test_missing_pairs_file_is_the_same_error_for_run_and_evaluate(tmp_path) -> None:
+    from hedonic_neurons.ir import read_pairs_file
+    from hedonic_neurons.pipeline import from_dict
+    from hedonic_neurons.pipeline.stages.data import stage_data
+
+    with pytest.raises(InputError, match="--ood-pairs: file not found"):
+        read_pairs_file(tmp_path / "nope.jsonl", "--ood-pairs")
+    cfg = from_dict({"data": {"source": "files", "train": str(tmp_path / "nope.jsonl"),
+                              "ood": str(tmp_path / "nope2.jsonl")}})
+    with pytest.raises(InputError, match=r"data\.train: file not found"):
+        stage_data(cfg, tmp_path)
