@@ -57,22 +57,25 @@ def random_partition(n: int, lo: int, hi: int, seed: int) -> Any:
 
 
 def full_forward_seconds(model: Any, batches: list[dict[str, torch.Tensor]], layer: int, members: list[np.ndarray]) -> float:
-    """Seconds per coalition of the exact ablation through the whole model (no prefix reuse)."""
+    """Seconds per coalition of the exact ablation through the whole model (no prefix reuse).
+
+    The loop order of ``metrics.ood.ood_drop``: batches outside, coalitions inside.
+    """
     from hedonic_neurons.models import score
     from hedonic_neurons.models.ablation import ablate
 
     t = time.perf_counter()
     with torch.no_grad():
-        for m in members:
-            with ablate(model, {layer: m}):
-                for b in batches:
+        for b in batches:
+            for m in members:
+                with ablate(model, {layer: m}):
                     score(model, b)
     return (time.perf_counter() - t) / len(members)
 
 
 def report(name: str, model: Any, batches: list[dict[str, torch.Tensor]], layer: int, part: Any,
            n_sample: int, n_full: int, seed: int, ndcg: bool = True) -> None:
-    from hedonic_neurons.models.attribution import verify_estimates
+    from hedonic_neurons.metrics.ood_estimate import verify_estimates
 
     n_inputs = sum(int(b["input_ids"].shape[0]) for b in batches)
     rng = np.random.default_rng(seed)

@@ -1,4 +1,5 @@
-"""First-order OOD drop of every coalition (attribution patching) and exact ablation with prefix reuse.
+"""First-order OOD drop of every coalition (attribution patching) and exact ablation with prefix reuse
+(models/attribution.py, metrics/ood_estimate.py).
 
 References are slow and obvious: the full forward pass under ``ablate`` per coalition, the
 per-neuron ``δ_k(t)`` read off the real MLP output with and without ``ablate``, a loop over
@@ -17,19 +18,22 @@ import torch
 
 from hedonic_neurons.errors import InputError
 from hedonic_neurons.metrics.ood import ndcg_at_10, neg_mse, task_metric
+from hedonic_neurons.metrics.ood_estimate import (
+    VerificationResult,
+    estimated_ood_drop,
+    metric_drops,
+    stratified_coalition_sample,
+    verify_estimates,
+)
 from hedonic_neurons.models import architecture, score
 from hedonic_neurons.models.ablation import ablate
 from hedonic_neurons.models.attribution import (
-    VerificationResult,
+    coalition_scores,
     estimate_coalition_scores,
-    estimated_ood_drop,
     estimated_scores_from_attributions,
     exact_coalition_scores,
     membership_matrix,
-    metric_drops,
     neuron_attributions,
-    stratified_coalition_sample,
-    verify_estimates,
 )
 from hedonic_neurons.partition import Partition
 from tests.helpers import assert_close
@@ -234,6 +238,17 @@ def test_verify_estimates_agrees_with_its_parts() -> None:
     d = res.to_dict()
     assert d["coalitions"] == res.coalitions.tolist() and d["seconds_exact_all"] >= res.seconds_exact
     assert "Spearman" in str(res)
+
+
+def test_one_pass_equals_the_separate_passes() -> None:
+    model = tiny_model("mistral", dtype=torch.float64)
+    batches = random_batches(model, 2, 3, 6, seed=14)
+    res = coalition_scores(model, batches, LAYER, exact=COALITIONS)
+    base, exact = exact_coalition_scores(model, batches, LAYER, COALITIONS, return_base=True)
+    assert np.array_equal(res.base_scores, base) and np.array_equal(res.exact_scores, exact)
+    assert np.array_equal(res.attributions, neuron_attributions(model, batches, LAYER))
+    assert np.array_equal(res.estimated(COALITIONS), estimate_coalition_scores(model, batches, LAYER, COALITIONS))
+    assert coalition_scores(model, batches, LAYER).exact_scores.shape == (6, 0)
 
 
 def test_stratified_sample_covers_every_size_stratum() -> None:

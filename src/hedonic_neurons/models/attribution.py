@@ -18,15 +18,16 @@ with ``g_t = ∂score/∂(MLP output at t)`` and ``ΔW_down = s·B·A`` the LoRA
 forward and one backward pass per batch give ``g``; the per-neuron attributions ``e``
 (``N × n``) then cost two ``(B·T, d) @ (d, n)`` products per batch (``g @ W_down`` and
 ``(g @ B) @ A``), never an ``N × T × n × d`` tensor. The estimated score of every coalition
-is ``score − e @ M`` with ``M`` the ``n × K`` membership matrix, and the task metric
-(NDCG@10 or −MSE, :func:`hedonic_neurons.metrics.ood.task_metric`) is computed from those
-scores exactly as for the exact ablation.
+is ``score − e @ M`` with ``M`` the ``n × K`` membership matrix;
+:mod:`hedonic_neurons.metrics.ood_estimate` computes the task metric (NDCG@10 or −MSE) from
+those scores with the exact path's metric function.
 
 The error is second order in the coalition's ``δ`` (it shrinks quadratically with the LoRA
 scale) but it is not small when ``C`` moves the residual stream far (large coalitions,
 saturated attention or norms), so every estimate is meant to be checked:
-:func:`verify_estimates` runs the exact ablation on a seeded, size-stratified sample of
-coalitions and reports the rank correlation and the error of the metric drop.
+:func:`hedonic_neurons.metrics.ood_estimate.verify_estimates` runs the exact ablation on a
+seeded, size-stratified sample of coalitions and reports the rank correlation and the error
+of the metric drop.
 
 **Exact ablation with prefix reuse.** :func:`exact_coalition_scores` runs the model once per
 batch with forward pre-hooks on blocks ``ℓ..L−1`` that record each block's positional and
@@ -43,11 +44,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..errors import InputError, UnsupportedModelError
@@ -58,23 +58,18 @@ from .load import model_inputs, pooled_positions, score
 from .lora import base_bias, base_weight, lora_factors, mlp_linears
 
 __all__ = [
-    "VerificationResult",
+    "CoalitionScores",
     "coalition_members",
+    "coalition_scores",
     "estimate_coalition_scores",
-    "estimated_ood_drop",
     "estimated_scores_from_attributions",
     "exact_coalition_scores",
     "membership_matrix",
-    "metric_drops",
     "neuron_attributions",
-    "stratified_coalition_sample",
-    "verify_estimates",
 ]
 
 Coalitions = Partition | Sequence[Sequence[int] | np.ndarray]
 Batch = Mapping[str, Any]
-
-_DROP_COLUMNS = ["layer", "coalition", "size", "metric", "metric_full", "metric_ablated", "drop"]
 
 
 # ----------------------------------------------------------------------------- validation
@@ -268,24 +263,6 @@ def _attribute_batch(
     return s.detach().to(torch.float64).cpu().numpy(), e.to(torch.float64).cpu().numpy()
 
 
-def _attribution_pass(
-    model: torch.nn.Module, batches: Iterable[Batch], layer: int, *, device: str | torch.device | None,
-    progress: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    spec = architecture(model)
-    layer = _check_layer(spec, model, layer)
-    _model_device(model, device)
-    scores, attributions = [], []
-    with _eval_mode(model):
-        for batch in _iterate(batches, progress, f"attributions, layer {layer}"):
-            s, e = _attribute_batch(model, spec, layer, batch)
-            scores.append(s)
-            attributions.append(e)
-    if not scores:
-        raise InputError("batches: expected at least one batch, got none.")
-    return np.concatenate(scores), np.concatenate(attributions)
-
-
 def neuron_attributions(
     model: torch.nn.Module,
     batches: Iterable[Batch],
@@ -327,7 +304,7 @@ def neuron_attributions(
         If the layer is out of range or has no LoRA, ``device`` is not the model's, or
         ``batches`` is empty.
     """
-    return _attribution_pass(model, batches, layer, device=device, progress=progress)[1]
+    return coalition_scores(model, batches, layer, device=device, progress=progress).attributions
 
 
 def estimated_scores_from_attributions(
@@ -388,122 +365,13 @@ def estimate_coalition_scores(
     """
     spec = architecture(model)
     coalition_members(coalitions, spec.d_ff)  # bad coalitions fail before any forward pass
-    s, e = _attribution_pass(model, batches, layer, device=device, progress=progress)
+    res = coalition_scores(model, batches, layer, device=device, progress=progress)
+    s, e = res.base_scores, res.attributions
     if base_scores is not None:
         s = np.asarray(base_scores, dtype=np.float64)
         if s.shape != (e.shape[0],):
             raise InputError(f"base_scores: expected shape ({e.shape[0]},) (one per input), got {s.shape}.")
     return estimated_scores_from_attributions(s, e, coalitions)
-
-
-# ----------------------------------------------------------------------------- metric
-def metric_drops(
-    base_scores: np.ndarray,
-    ablated_scores: np.ndarray,
-    *,
-    task: str,
-    qids: Sequence[Any] | None = None,
-    docids: Sequence[Any] | None = None,
-    qrels: Any = None,
-    targets: Sequence[float] | np.ndarray | None = None,
-) -> tuple[float, np.ndarray]:
-    """Task metric of the unablated scores and its drop under each coalition's ablation.
-
-    ``ΔM(C) = M(score) − M(score_{−C})`` (docs/method.md §8), ``M`` from
-    :func:`hedonic_neurons.metrics.ood.task_metric` (NDCG@10 via ``ir_measures``, or −MSE),
-    the same function the exact :func:`~hedonic_neurons.metrics.ood.ood_drop` uses.
-
-    Parameters
-    ----------
-    base_scores : array_like, shape (N,)
-    ablated_scores : array_like, shape (N, K)
-        Exact or estimated scores, one column per coalition.
-    task, qids, docids, qrels, targets
-        As in :func:`~hedonic_neurons.metrics.ood.task_metric`.
-
-    Returns
-    -------
-    metric_full : float
-    drops : numpy.ndarray of float64, shape (K,)
-    """
-    from ..metrics.ood import task_metric
-
-    s = np.asarray(base_scores, dtype=np.float64)
-    a = np.asarray(ablated_scores, dtype=np.float64)
-    if a.ndim != 2 or a.shape[0] != s.shape[0] or s.ndim != 1:
-        raise InputError(f"ablated_scores: expected shape ({s.shape[0]}, K) for base_scores of shape {s.shape}, "
-                         f"got {a.shape}.")
-    kwargs = dict(qids=qids, docids=docids, qrels=qrels, targets=targets)
-    full = task_metric(task, s, **kwargs)
-    return full, np.array([full - task_metric(task, a[:, c], **kwargs) for c in range(a.shape[1])])
-
-
-def _metric_name(task: str) -> str:
-    from ..metrics.ood import _metric_kind
-
-    return _metric_kind(task)
-
-
-def _drop_frame(layer: int, members: Sequence[np.ndarray], ids: Sequence[int], metric: str, full: float,
-                drops: np.ndarray) -> pd.DataFrame:
-    rows = [{"layer": int(layer), "coalition": int(c), "size": int(members[c].size), "metric": metric,
-             "metric_full": full, "metric_ablated": full - float(d), "drop": float(d)}
-            for c, d in zip(ids, drops)]
-    return pd.DataFrame(rows, columns=_DROP_COLUMNS)
-
-
-def estimated_ood_drop(
-    model: torch.nn.Module,
-    batches: Iterable[Batch],
-    layer: int,
-    coalitions: Coalitions,
-    *,
-    task: str,
-    qids: Sequence[Any] | None = None,
-    docids: Sequence[Any] | None = None,
-    qrels: Any = None,
-    targets: Sequence[float] | np.ndarray | None = None,
-    base_scores: np.ndarray | None = None,
-    attributions: np.ndarray | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = False,
-) -> pd.DataFrame:
-    """First-order OOD drop ``ΔM(C)`` of every coalition from one backward pass per batch.
-
-    The metric is computed from the estimated scores (:func:`estimate_coalition_scores`)
-    with the exact path's metric function (:func:`metric_drops`). Check the estimate with
-    :func:`verify_estimates`.
-
-    Parameters
-    ----------
-    model, batches, layer, device, progress
-        As in :func:`neuron_attributions`.
-    coalitions : Partition or sequence of index sequences
-        ``K`` coalitions of the layer's neurons.
-    task, qids, docids, qrels, targets
-        As in :func:`hedonic_neurons.metrics.ood.ood_drop`.
-    base_scores : array_like, shape (N,), optional
-    attributions : array_like, shape (N, n), optional
-        Precomputed :func:`neuron_attributions` (e.g. shared by the partitions of several
-        methods of the same layer); with both given the model is not run.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per coalition, the columns of ``ood_drop``: ``layer, coalition, size,
-        metric, metric_full, metric_ablated, drop``.
-    """
-    spec = architecture(model)
-    metric = _metric_name(task)
-    members = coalition_members(coalitions, spec.d_ff)
-    if attributions is None or base_scores is None:
-        s, e = _attribution_pass(model, batches, layer, device=device, progress=progress)
-        base_scores = s if base_scores is None else base_scores
-        attributions = e if attributions is None else attributions
-    est = estimated_scores_from_attributions(np.asarray(base_scores), np.asarray(attributions), members)
-    full, drops = metric_drops(np.asarray(base_scores, dtype=np.float64), est, task=task, qids=qids,
-                               docids=docids, qrels=qrels, targets=targets)
-    return _drop_frame(int(layer), members, range(len(members)), metric, full, drops)
 
 
 # ----------------------------------------------------------------------------- exact, prefix reuse
@@ -641,240 +509,87 @@ def exact_coalition_scores(
     return (base, ablated) if return_base else ablated
 
 
-# ----------------------------------------------------------------------------- verification
-def stratified_coalition_sample(sizes: Sequence[int] | np.ndarray, n_sample: int, *, seed: int,
-                                n_strata: int = 5) -> np.ndarray:
-    """A seeded sample of coalition indices, stratified by size.
-
-    Coalitions are binned by size (each distinct size its own stratum when there are at most
-    ``n_strata``, else quantile bins of the sizes); the sample is spread as evenly as the
-    strata allow (a stratum smaller than its share gives the rest to the others), so the
-    rare large coalitions are represented. Within a stratum the draw is uniform without
-    replacement.
-
-    Parameters
-    ----------
-    sizes : array_like of int, shape (K,)
-    n_sample : int
-        Sample size; all ``K`` indices when ``n_sample >= K``.
-    seed : int
-    n_strata : int
-
-    Returns
-    -------
-    numpy.ndarray of int64, sorted, shape (min(n_sample, K),)
-    """
-    sz = np.asarray(sizes, dtype=np.int64).reshape(-1)
-    if n_sample < 1 or n_strata < 1:
-        raise InputError(f"n_sample, n_strata: expected >= 1, got {n_sample}, {n_strata}.")
-    if n_sample >= sz.size:
-        return np.arange(sz.size, dtype=np.int64)
-    distinct = np.unique(sz)
-    if distinct.size <= n_strata:
-        strata = np.searchsorted(distinct, sz)
-    else:
-        edges = np.unique(np.quantile(sz, np.linspace(0, 1, n_strata + 1)[1:-1], method="higher"))
-        strata = np.searchsorted(edges, sz, side="left")
-    groups = [np.flatnonzero(strata == s) for s in np.unique(strata)]
-    quota = np.zeros(len(groups), dtype=np.int64)
-    left = n_sample
-    open_ = [i for i in range(len(groups))]
-    while left > 0 and open_:  # water-filling: equal shares, capped by stratum size
-        share = max(1, left // len(open_))
-        for i in list(open_):
-            take = min(share, groups[i].size - quota[i], left)
-            quota[i] += take
-            left -= take
-            if quota[i] == groups[i].size:
-                open_.remove(i)
-            if left == 0:
-                break
-    rng = np.random.default_rng(seed)
-    picked = [rng.choice(g, size=q, replace=False) for g, q in zip(groups, quota) if q > 0]
-    return np.sort(np.concatenate(picked)).astype(np.int64)
-
-
+# ----------------------------------------------------------------------------- both, one pass
 @dataclass(frozen=True)
-class VerificationResult:
-    """The first-order OOD drop checked against exact ablation on a sample of coalitions.
+class CoalitionScores:
+    """Scores of one layer's coalitions from one pass over the data (:func:`coalition_scores`).
 
     Attributes
     ----------
     layer : int
-    metric : str
-        ``"ndcg@10"`` or ``"neg_mse"``.
-    n_coalitions : int
-        ``K``, the number of coalitions that were estimated.
-    coalitions : numpy.ndarray of int64, shape (S,)
-        The sampled coalition indices (size-stratified, seeded).
-    sizes : numpy.ndarray of int64, shape (S,)
-    drop_estimated, drop_exact : numpy.ndarray of float64, shape (S,)
-        ``ΔM(C)`` from the first-order and from the exact scores.
-    metric_full : float
-        ``M`` of the unablated model.
-    spearman : float
-        Spearman's rank correlation of estimated vs exact drops (NaN if either is constant).
-    abs_error : float
-        Mean ``|ΔM_est − ΔM_exact|`` over the sample.
-    max_abs_error : float
-    rel_error : float
-        ``Σ|ΔM_est − ΔM_exact| / Σ|ΔM_exact|`` (NaN if every exact drop is 0).
-    score_rel_error : float
-        ``‖Δŝ − Δs‖_F / ‖Δs‖_F`` of the score changes ``Δs = s − s_{−C}`` over inputs and
-        sampled coalitions: the first-order error before the metric.
-    seconds_estimate : float
-        Wall time of the attribution pass plus the metric of all ``K`` coalitions.
+    base_scores : numpy.ndarray of float64, shape (N,)
+        The unablated model's scores.
+    attributions : numpy.ndarray of float64, shape (N, n)
+        Per-neuron first-order effects ``e_k(x)`` (:func:`neuron_attributions`).
+    exact_scores : numpy.ndarray of float64, shape (N, S)
+        Exact scores with each of the ``S`` coalitions passed as ``exact`` ablated (prefix
+        reuse); ``(N, 0)`` when none were asked for.
+    seconds_attribution : float
+        Wall time of the forward + backward passes and the attribution products.
     seconds_exact : float
-        Wall time of the exact ablations of the ``S`` sampled coalitions plus their metric.
-    seed : int
-    meta : dict
-        Provenance (package version, git hash, time).
+        Wall time of the exact ablations (including their prefix pass).
     """
 
     layer: int
-    metric: str
-    n_coalitions: int
-    coalitions: np.ndarray
-    sizes: np.ndarray
-    drop_estimated: np.ndarray
-    drop_exact: np.ndarray
-    metric_full: float
-    spearman: float
-    abs_error: float
-    max_abs_error: float
-    rel_error: float
-    score_rel_error: float
-    seconds_estimate: float
+    base_scores: np.ndarray
+    attributions: np.ndarray
+    exact_scores: np.ndarray
+    seconds_attribution: float
     seconds_exact: float
-    seed: int
-    meta: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def seconds_exact_all(self) -> float:
-        """Exact time extrapolated linearly to all ``K`` coalitions."""
-        return self.seconds_exact * self.n_coalitions / max(1, self.coalitions.size)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (arrays as lists)."""
-        out: dict[str, Any] = {}
-        for name in self.__dataclass_fields__:
-            value = getattr(self, name)
-            out[name] = value.tolist() if isinstance(value, np.ndarray) else value
-        out["seconds_exact_all"] = self.seconds_exact_all
-        return out
-
-    def frame(self) -> pd.DataFrame:
-        """One row per sampled coalition: ``coalition, size, drop_estimated, drop_exact, error``."""
-        return pd.DataFrame({"coalition": self.coalitions, "size": self.sizes,
-                             "drop_estimated": self.drop_estimated, "drop_exact": self.drop_exact,
-                             "error": self.drop_estimated - self.drop_exact})
-
-    def __str__(self) -> str:
-        return (f"layer {self.layer}, {self.metric}: {self.coalitions.size} of {self.n_coalitions} coalitions "
-                f"checked exactly; Spearman {self.spearman:.3f}, mean |error| {self.abs_error:.3g} "
-                f"(max {self.max_abs_error:.3g}, relative {self.rel_error:.3g}); score-change relative "
-                f"error {self.score_rel_error:.3g}; estimate {self.seconds_estimate:.2f} s for all, exact "
-                f"{self.seconds_exact:.2f} s for the sample (≈ {self.seconds_exact_all:.1f} s for all)")
+    def estimated(self, coalitions: Coalitions) -> np.ndarray:
+        """First-order scores ``(N, K)`` of ``coalitions`` (:func:`estimated_scores_from_attributions`)."""
+        return estimated_scores_from_attributions(self.base_scores, self.attributions, coalitions)
 
 
-def verify_estimates(
+def coalition_scores(
     model: torch.nn.Module,
     batches: Iterable[Batch],
     layer: int,
-    coalitions: Coalitions,
     *,
-    task: str,
-    qids: Sequence[Any] | None = None,
-    docids: Sequence[Any] | None = None,
-    qrels: Any = None,
-    targets: Sequence[float] | np.ndarray | None = None,
-    n_sample: int = 32,
-    seed: int = 0,
-    n_strata: int = 5,
+    exact: Coalitions | None = None,
     device: str | torch.device | None = None,
     progress: bool = False,
-) -> VerificationResult:
-    """Estimate every coalition's OOD drop and check a size-stratified sample exactly.
+) -> CoalitionScores:
+    """Attributions of every neuron and exact scores of some coalitions, reading ``batches`` once.
 
-    Reads ``batches`` once: per batch one attribution pass (forward + backward) and, for
-    the sampled coalitions, exact ablations reusing the prefix (:func:`exact_coalition_scores`).
+    Per batch: one forward + backward pass (:func:`neuron_attributions`), then, if ``exact``
+    is given, one forward pass that caches the input of block ``ℓ`` and one suffix replay
+    per coalition under ``ablate`` (:func:`exact_coalition_scores`). This is what
+    :func:`hedonic_neurons.metrics.ood_estimate.verify_estimates` needs on a streaming
+    iterator.
 
     Parameters
     ----------
     model, batches, layer, device, progress
         As in :func:`neuron_attributions`.
-    coalitions : Partition or sequence of index sequences
-        ``K`` coalitions of the layer's neurons.
-    task, qids, docids, qrels, targets
-        As in :func:`hedonic_neurons.metrics.ood.ood_drop`.
-    n_sample : int
-        Coalitions checked exactly (see :func:`stratified_coalition_sample`).
-    seed : int
-        Seeds the sample.
-    n_strata : int
-        Size strata of the sample.
+    exact : Partition or sequence of index sequences, optional
+        Coalitions to ablate exactly (e.g. a verification sample).
 
     Returns
     -------
-    VerificationResult
+    CoalitionScores
     """
-    from scipy.stats import spearmanr
-
-    from ..provenance import provenance
-
     spec = architecture(model)
-    metric = _metric_name(task)
-    members = coalition_members(coalitions, spec.d_ff)
-    sizes = np.array([m.size for m in members], dtype=np.int64)
-    sample = stratified_coalition_sample(sizes, n_sample, seed=seed, n_strata=n_strata)
+    members = [] if exact is None else coalition_members(exact, spec.d_ff)
     layer = _check_layer(spec, model, layer)
     _model_device(model, device)
-    chosen = [members[c] for c in sample]
-
-    t_est = t_exact = 0.0
-    scores, attributions, exact = [], [], []
+    t_attr = t_exact = 0.0
+    scores, attributions, exact_scores = [], [], []
     with _eval_mode(model):
-        for i, batch in enumerate(_iterate(batches, progress, f"verify, layer {layer}")):
+        for i, batch in enumerate(_iterate(batches, progress, f"attributions, layer {layer}")):
             t0 = time.perf_counter()
             s, e = _attribute_batch(model, spec, layer, batch)
             t1 = time.perf_counter()
-            _, a = _exact_batch(model, spec, layer, batch, chosen, check=i == 0)
-            t2 = time.perf_counter()
-            t_est += t1 - t0
-            t_exact += t2 - t1
+            if members:
+                exact_scores.append(_exact_batch(model, spec, layer, batch, members, check=i == 0)[1])
+            else:
+                exact_scores.append(np.zeros((s.shape[0], 0)))
+            t_attr += t1 - t0
+            t_exact += time.perf_counter() - t1
             scores.append(s)
             attributions.append(e)
-            exact.append(a)
     if not scores:
         raise InputError("batches: expected at least one batch, got none.")
-    s_full, e_all, s_exact = np.concatenate(scores), np.concatenate(attributions), np.concatenate(exact)
-    kwargs = dict(task=task, qids=qids, docids=docids, qrels=qrels, targets=targets)
-
-    t0 = time.perf_counter()
-    est_all = estimated_scores_from_attributions(s_full, e_all, members)
-    full, drops_all = metric_drops(s_full, est_all, **kwargs)
-    t1 = time.perf_counter()
-    _, drops_exact = metric_drops(s_full, s_exact, **kwargs)
-    t2 = time.perf_counter()
-    t_est += t1 - t0
-    t_exact += t2 - t1
-
-    drop_est = drops_all[sample]
-    err = drop_est - drops_exact
-    denom = float(np.abs(drops_exact).sum())
-    change_exact = s_full[:, None] - s_exact
-    change_est = s_full[:, None] - est_all[:, sample]
-    norm = float(np.linalg.norm(change_exact))
-    with np.errstate(all="ignore"):
-        rho = float(spearmanr(drop_est, drops_exact).statistic) if sample.size > 1 else float("nan")
-    return VerificationResult(
-        layer=layer, metric=metric, n_coalitions=len(members), coalitions=sample, sizes=sizes[sample],
-        drop_estimated=drop_est, drop_exact=drops_exact, metric_full=full, spearman=rho,
-        abs_error=float(np.abs(err).mean()), max_abs_error=float(np.abs(err).max()),
-        rel_error=float(np.abs(err).sum() / denom) if denom > 0 else float("nan"),
-        score_rel_error=float(np.linalg.norm(change_est - change_exact) / norm) if norm > 0 else float("nan"),
-        seconds_estimate=t_est, seconds_exact=t_exact, seed=int(seed),
-        meta=provenance(kind="ood_estimate_verification", layer=layer, n_sample=int(n_sample),
-                        n_strata=int(n_strata)),
-    )
-
+    return CoalitionScores(layer, np.concatenate(scores), np.concatenate(attributions),
+                           np.concatenate(exact_scores), t_attr, t_exact)
