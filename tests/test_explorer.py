@@ -98,6 +98,7 @@ def _bad(frame: pd.DataFrame, col: str, value: Any, row: int = 0) -> pd.DataFram
         ("coalitions", lambda f: _bad(f, "ood_kind", "approximate"), r"coalitions\.ood_kind: expected one of"),
         ("coalitions", lambda f: _bad(f, "size", 99), r"coalitions\.members\[row 0\]: holds \d+ neurons but size is 99"),
         ("coalitions", lambda f: _bad(f, "members", "1,2"), r"coalitions\.members\[row 0\]: expected a list"),
+        ("coalitions", lambda f: _bad(f, "members", [-1] * f.at[0, "size"]), r"coalitions\.members\[row 0\]: neuron indices"),
         ("coalitions", lambda f: _bad(f, "act_hist_edges", [0.0, 1.0]), r"coalitions\.act_hist_edges\[row 0\]"),
         ("coalitions", lambda f: _bad(f, "seed", 0.5), r"coalitions\.seed: expected integers"),
         ("coalitions", lambda f: pd.concat([f, f.iloc[:1]], ignore_index=True), r"coalitions: duplicated key"),
@@ -317,6 +318,10 @@ def test_cli_builds_the_page(run_dir: Path, tmp_path: Path, capsys: pytest.Captu
     assert main(["explore", str(run_dir), "--out", str(out)]) == 0
     assert out.is_file() and str(out) in capsys.readouterr().out
     assert decode_blocks(out.read_text()) == decode_blocks((run_dir / "explorer.html").read_text())
+    plain = tmp_path / "plain.html"
+    assert main(["explore", str(run_dir), "--out", str(plain), "--no-compress"]) == 0
+    assert 'data-encoding="gzip+base64"' not in plain.read_text()
+    assert decode_blocks(plain.read_text()) == decode_blocks(out.read_text())
 
 
 def test_cli_missing_artifacts_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -489,28 +494,32 @@ def test_large_partition_renders_in_chunks_and_sorts_all_rows(browser: Any, tmp_
     page = build_explorer(big, tmp_path / "big.html")
     browser.get(page.as_uri())
     _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"), "page never became ready")
-    rows = lambda: browser.find_elements(By.CSS_SELECTOR, "#coalitions tbody tr")  # noqa: E731
-    first = len(rows())
+
+    def order() -> list[int]:  # one round trip instead of one per row
+        return [int(c) for c in browser.execute_script(
+            "return [...document.querySelectorAll('#coalitions tbody tr')].map((tr) => tr.dataset.c)")]
+
+    first = len(order())
     assert 0 < first < 600
     browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="best_feature_r2"]').click()
     part = big.coalitions[big.coalitions.layer == 0]
     expected = sorted(zip(map(r4, part.best_feature_r2), part.coalition))
-    assert [int(r.get_attribute("data-c")) for r in rows()] == [c for _, c in expected[:first]]
+    assert order() == [c for _, c in expected[:first]]
     # scrolling the table to its end appends the next chunks
     wrap = browser.find_element(By.ID, "tablewrap")
     for _ in range(20):
-        if len(rows()) == 600:
+        if len(order()) == 600:
             break
         browser.execute_script("arguments[0].scrollTop = arguments[0].scrollHeight", wrap)
         browser.execute_script("return new Promise((ok) => requestAnimationFrame(() => ok()))")
-    assert [int(r.get_attribute("data-c")) for r in rows()] == [c for _, c in expected]
+    assert order() == [c for _, c in expected]
     assert not browser.find_element(By.ID, "more-rows").is_displayed()
     # descending order, a fresh first chunk, and the "show all" button
     browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="best_feature_r2"]').click()
-    assert len(rows()) == first
+    assert len(order()) == first
     more = browser.find_element(By.ID, "more-rows")
     assert more.is_displayed() and f"of {len(part)}" in more.text
     browser.execute_script("arguments[0].click()", more)
-    assert [int(r.get_attribute("data-c")) for r in rows()] == [
+    assert order() == [
         c for _, c in sorted(expected, key=lambda vc: (-vc[0], vc[1]))]
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

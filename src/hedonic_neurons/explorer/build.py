@@ -90,17 +90,16 @@ def _hists(counts: pd.Series, edges: pd.Series) -> list[list[Any]]:
     lengths = {len(e) for e in edges}
     if len(lengths) == 1 and (n_edges := lengths.pop()) > 2:
         e = np.stack([np.asarray(x, dtype=np.float64) for x in edges]).reshape(len(edges), n_edges)
-        width = (e[:, -1] - e[:, 0]) / (n_edges - 1)
-        uniform = np.all(np.isclose(np.diff(e, axis=1), width[:, None], rtol=1e-9, atol=0), axis=1)
+        step = (e[:, -1] - e[:, 0]) / (n_edges - 1)
+        uniform = np.all(np.isclose(np.diff(e, axis=1), step[:, None], rtol=1e-9, atol=0), axis=1)
         rounded = np.asarray(round_sig(e), dtype=object).reshape(e.shape)
         stored = [list(r[[0, -1]]) if u else list(r) for r, u in zip(rounded, uniform)]
     else:
         stored = []
-        for x in edges:
-            x = np.asarray(x, dtype=np.float64)
-            width = (x[-1] - x[0]) / (len(x) - 1) if len(x) > 2 else 0.0
-            uniform = len(x) > 2 and bool(np.allclose(np.diff(x), width, rtol=1e-9, atol=0))
-            stored.append(round_sig(x[[0, -1]] if uniform else x))
+        for raw in edges:
+            x = np.asarray(raw, dtype=np.float64)
+            even = len(x) > 2 and bool(np.allclose(np.diff(x), (x[-1] - x[0]) / (len(x) - 1), rtol=1e-9, atol=0))
+            stored.append(round_sig(x[[0, -1]] if even else x))
     return [[np.asarray(c).tolist(), s] for c, s in zip(counts, stored)]
 
 

@@ -283,6 +283,9 @@ def _check_consistency(out: pd.DataFrame, table: str) -> None:
         for i, (size, members) in enumerate(zip(out["size"], out["members"])):
             if len(members) != size:
                 raise InputError(f"coalitions.members[row {i}]: holds {len(members)} neurons but size is {size}.")
+            if size and members.min() < 0:
+                raise InputError(f"coalitions.members[row {i}]: neuron indices must be non-negative, "
+                                 f"found {int(members.min())}.")
         for i, (cnt, edg) in enumerate(zip(out["act_hist_counts"], out["act_hist_edges"])):
             if len(cnt) + 1 != len(edg) and not (len(cnt) == 0 and len(edg) == 0):
                 raise InputError(f"coalitions.act_hist_edges[row {i}]: expected len(act_hist_counts) + 1 = "
