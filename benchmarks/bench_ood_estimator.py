@@ -73,8 +73,35 @@ def full_forward_seconds(model: Any, batches: list[dict[str, torch.Tensor]], lay
     return (time.perf_counter() - t) / len(members)
 
 
+def interleaved_saving(model: Any, batch: dict[str, torch.Tensor], layer: int, members: list[np.ndarray],
+                       repeats: int) -> tuple[float, float]:
+    """Median seconds of one ablated full forward pass and of one ablated suffix replay on ``batch``.
+
+    The two are timed alternately, so a change of machine load hits both alike (the
+    verification's totals above are measured at different moments).
+    """
+    from hedonic_neurons.models import architecture, score
+    from hedonic_neurons.models.ablation import ablate
+
+    # the replay alone, without its prefix pass (a private helper of the module under test)
+    from hedonic_neurons.models.attribution import _prefix
+
+    with torch.no_grad():
+        _, suffix = _prefix(model, architecture(model), layer, batch)
+        full, replay = [], []
+        for i in range(repeats):
+            with ablate(model, {layer: members[i % len(members)]}):
+                t = time.perf_counter()
+                score(model, batch)
+                full.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                suffix.run()
+                replay.append(time.perf_counter() - t)
+    return float(np.median(full)), float(np.median(replay))
+
+
 def report(name: str, model: Any, batches: list[dict[str, torch.Tensor]], layer: int, part: Any,
-           n_sample: int, n_full: int, seed: int, ndcg: bool = True) -> None:
+           n_sample: int, n_full: int, seed: int, ndcg: bool = True, repeats: int = 21) -> None:
     from hedonic_neurons.metrics.ood_estimate import verify_estimates
 
     n_inputs = sum(int(b["input_ids"].shape[0]) for b in batches)
@@ -98,6 +125,9 @@ def report(name: str, model: Any, batches: list[dict[str, torch.Tensor]], layer:
     print(f"exact, full forward, all K:   {per_full * K:9.1f} s  ({per_full:.3f} s per coalition, timed on "
           f"{len(members)}); prefix reuse saves {per_full / per_exact:.2f}x")
     print(f"estimate vs exact (prefix reuse), all K: {per_exact * K / res.seconds_estimate:.0f}x faster")
+    t_full, t_replay = interleaved_saving(model, batches[0], layer, members, repeats)
+    print(f"one batch, interleaved medians of {repeats}: full forward {t_full * 1e3:.1f} ms, suffix replay "
+          f"{t_replay * 1e3:.1f} ms: prefix reuse saves {t_full / t_replay:.2f}x")
     print(f"-MSE drop on {S} coalitions: Spearman {res.spearman:.4f}, mean |err| {res.abs_error:.3g}, "
           f"max |err| {res.max_abs_error:.3g}, relative {res.rel_error:.3g}, score-change relative error "
           f"{res.score_rel_error:.3g}; mean |exact drop| {np.abs(res.drop_exact).mean():.3g}")
@@ -155,7 +185,8 @@ def bench_full(blocks: int, n_inputs: int, seq_len: int, n_sample: int, seed: in
     print(f"\nfull-width model built in {time.perf_counter() - t:.1f} s; peak RSS {peak_rss_gb():.2f} GB", flush=True)
     batches = random_batches(model, n_inputs // 8, 8, seq_len, seed=seed)
     report(f"LLaMA-3.1-8B widths (d = 4096, n = 14336, 32/8 heads), {blocks} blocks, coalitions of 2..10", model,
-           batches, blocks - 1, random_partition(14336, 2, 10, seed), n_sample=n_sample, n_full=2, seed=seed, ndcg=ndcg)
+           batches, blocks - 1, random_partition(14336, 2, 10, seed), n_sample=n_sample, n_full=2, seed=seed,
+           ndcg=ndcg, repeats=3)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ coalitions, and the metric functions of ``metrics/ood.py`` called directly.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
@@ -238,6 +239,7 @@ def test_verify_estimates_agrees_with_its_parts() -> None:
     d = res.to_dict()
     assert d["coalitions"] == res.coalitions.tolist() and d["seconds_exact_all"] >= res.seconds_exact
     assert "Spearman" in str(res)
+    assert json.loads(res.to_json())["drop_exact"] == res.drop_exact.tolist()
 
 
 def test_one_pass_equals_the_separate_passes() -> None:

@@ -16,6 +16,8 @@ The model layer is imported lazily, so this module imports without torch.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io import atomic_write, json_default
 from ..partition import Partition
 
 if TYPE_CHECKING:
@@ -218,7 +221,7 @@ def stratified_coalition_sample(sizes: Sequence[int] | np.ndarray, n_sample: int
     return np.sort(np.concatenate(picked)).astype(np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class VerificationResult:
     """The first-order OOD drop checked against exact ablation on a sample of coalitions.
 
@@ -286,6 +289,14 @@ class VerificationResult:
             out[name] = value.tolist() if isinstance(value, np.ndarray) else value
         out["seconds_exact_all"] = self.seconds_exact_all
         return out
+
+    def to_json(self, path: str | os.PathLike[str] | None = None) -> str:
+        """Serialise :meth:`to_dict` to JSON; with ``path``, also write it atomically."""
+        text = json.dumps(self.to_dict(), default=json_default)
+        if path is not None:
+            with atomic_write(path) as fh:
+                fh.write(text + "\n")
+        return text
 
     def frame(self) -> pd.DataFrame:
         """One row per sampled coalition: ``coalition, size, drop_estimated, drop_exact, error``."""
