@@ -1,4 +1,4 @@
-"""First-order OOD drop of every coalition, and its check against exact ablation (docs/method.md §8).
+"""First-order OOD drop of every coalition, and its check against exact ablation (docs/method.md §8.5).
 
     ΔM(C) = M({score(x)}) − M({score_{−C}(x)})
 
@@ -59,7 +59,7 @@ def metric_drops(
 ) -> tuple[float, np.ndarray]:
     """Task metric of the unablated scores and its drop under each coalition's ablation.
 
-    ``ΔM(C) = M(score) − M(score_{−C})`` (docs/method.md §8), ``M`` from
+    ``ΔM(C) = M(score) − M(score_{−C})`` (docs/method.md §8.5), ``M`` from
     :func:`hedonic_neurons.metrics.ood.task_metric` (NDCG@10 via ``ir_measures``, or −MSE),
     the same function the exact :func:`~hedonic_neurons.metrics.ood.ood_drop` uses.
 

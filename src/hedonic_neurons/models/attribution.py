@@ -1,4 +1,4 @@
-"""OOD drop of every coalition from one backward pass per batch (attribution patching, docs/method.md §8).
+"""OOD drop of every coalition from one backward pass per batch (attribution patching, docs/method.md §8.5).
 
 Ablating coalition ``C`` at layer ``ℓ`` reverts its neurons to their pre-LoRA weights
 (:func:`~hedonic_neurons.models.ablation.ablate`). By (R1) of docs/method.md §1 that
