@@ -36,7 +36,9 @@ def test_list_configs(capsys) -> None:
     code, out, _ = _run(["run", "--list-configs"], capsys)
     assert code == 0
     names = out.split()
-    assert "demo" in names and "llama3.1-8b_relevance" in names and len(names) == 11
+    from hedonic_neurons.pipeline import config_names
+
+    assert "demo" in names and "llama3.1-8b_relevance" in names and names == config_names()
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys) -> None:

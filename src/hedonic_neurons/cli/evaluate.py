@@ -294,6 +294,10 @@ def _options(args: argparse.Namespace) -> EvaluationOptions:
 
     if args.min_size < 2:
         raise InputError(f"--min-size: expected an integer >= 2 (Pair needs two members), got {args.min_size}.")
+    if args.max_members is not None and args.max_members < 2:
+        raise InputError(f"--max-members: expected an integer >= 2, got {args.max_members}.")
+    if not 0.0 < args.confidence < 1.0:
+        raise InputError(f"--confidence: expected a value in (0, 1), got {args.confidence}.")
     return EvaluationOptions(min_size=args.min_size, max_coalitions=args.ood_max_coalitions or None,
                        ridge_alpha=_ridge_alpha(args.ridge_alpha), max_members=args.max_members, seed=args.seed,
                        backend=args.backend, confidence=args.confidence)
