@@ -453,16 +453,39 @@ def test_page_in_headless_chromium(browser: Any, arts: ExplorerArtifacts, run_di
     assert not severe, severe
 
 
-def test_plain_json_page_in_headless_chromium(browser: Any, arts: ExplorerArtifacts, tmp_path: Path) -> None:
-    """The uncompressed encoding renders the same card."""
-    page = build_explorer(arts, tmp_path / "plain.html", compress=False)
-    co = arts.coalitions
-    ref = co[(co.layer == 2) & (co.method == "hedonic_pas_exact_top_cover") & (co.seed == 0)].iloc[3]
-    browser.get(page.as_uri() + f"#layer=2&method=hedonic_pas_exact_top_cover&seed=0&c={ref['coalition']}")
+def test_plain_json_page_with_image_grid_in_headless_chromium(browser: Any, arts: ExplorerArtifacts,
+                                                             tmp_path: Path) -> None:
+    """The uncompressed encoding renders the same card; a card_anchor URL opens it; its image grid shows."""
+    from hedonic_neurons.explorer import card_anchor
+
+    co = arts.coalitions.copy()
+    row = co[(co.layer == 2) & (co.method == "hedonic_pas_exact_top_cover") & (co.seed == 0)].index[3]
+    _png(tmp_path / "grid.png")
+    co.loc[row, "image_grid"] = "grid.png"
+    page = build_explorer(ExplorerArtifacts.from_frames(co, arts.examples, arts.lineage, arts.partitions,
+                                                        root=tmp_path), tmp_path / "plain.html", compress=False)
+    ref = co.loc[row]
+    browser.get(page.as_uri() + card_anchor(2, "hedonic_pas_exact_top_cover", 0, ref["coalition"]))
     _wait(browser, lambda d: d.find_element("id", "card").get_attribute("data-coalition") == str(ref["coalition"]),
           "card from the URL did not open")
     assert float(_value(browser, "card-ood_drop")) == r4(ref["ood_drop"])
+    _wait(browser, lambda d: d.execute_script("return document.getElementById('card-image').naturalWidth") == 2,
+          "image grid did not load")
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_keyboard_opens_cards_and_sorts(browser: Any, run_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get((run_dir / "explorer.html").as_uri())
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready"), "page never became ready")
+    row = browser.find_elements(By.CSS_SELECTOR, "#coalitions tbody tr")[2]
+    row.send_keys(Keys.ENTER)
+    _wait(browser, lambda d: d.find_element(By.ID, "card").get_attribute("data-coalition") == row.get_attribute("data-c"),
+          "Enter on a row did not open its card")
+    browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="size"]').send_keys(Keys.ENTER)
+    assert browser.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="size"]').get_attribute("aria-sort") == "ascending"
 
 
 def test_cli_open_hands_the_file_url_to_the_browser(run_dir: Path, tmp_path: Path,

@@ -36,7 +36,7 @@ from ..io import atomic_write
 from .artifacts import ExplorerArtifacts, read_artifacts
 from .schema import COALITIONS, EXAMPLE_KINDS, EXAMPLE_SPLITS, KEY
 
-__all__ = ["TABLE_COLUMNS", "build_explorer", "page_data", "round_sig"]
+__all__ = ["TABLE_COLUMNS", "build_explorer", "card_anchor", "page_data", "round_sig"]
 
 #: Columns of the coalition table, in display order (every scalar column of coalitions.parquet
 #: that varies within a partition).
@@ -307,6 +307,20 @@ def build_explorer(
             fh.write(_block(meta["id"], data, compress))
         fh.write(tail)
     return out
+
+
+def card_anchor(layer: int, method: str, seed: int, coalition: int | None = None) -> str:
+    """The URL fragment that opens a partition (and a coalition's card) in ``explorer.html``.
+
+    For links from a report: ``f"explorer.html{card_anchor(12, 'random', 0, 41)}"`` ->
+    ``explorer.html#layer=12&method=random&seed=0&c=41``.
+    """
+    from urllib.parse import urlencode
+
+    params: dict[str, str] = {"layer": str(int(layer)), "method": str(method), "seed": str(int(seed))}
+    if coalition is not None:
+        params["c"] = str(int(coalition))
+    return "#" + urlencode(params)
 
 
 def _html_escape(s: str) -> str:
