@@ -546,3 +546,19 @@ def test_large_partition_renders_in_chunks_and_sorts_all_rows(browser: Any, tmp_
     assert order() == [
         c for _, c in sorted(expected, key=lambda vc: (-vc[0], vc[1]))]
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_missing_partition_says_so(browser: Any, arts: ExplorerArtifacts, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from hedonic_neurons.explorer import card_anchor
+
+    co = arts.coalitions
+    keep = co[~((co.layer == 2) & (co.method == "random") & (co.seed == 1))]
+    page = build_explorer(ExplorerArtifacts.from_frames(keep), tmp_path / "p.html")
+    browser.get(page.as_uri() + card_anchor(2, "random", 1))
+    _wait(browser, lambda d: d.execute_script("return document.body.dataset.ready") == card_anchor(2, "random", 1),
+          "page never became ready")
+    assert "No partition for layer 2, random, seed 1" in browser.find_element(By.ID, "partition-body").text
+    assert browser.find_elements(By.CSS_SELECTOR, "#coalitions tbody tr") == []
+    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
