@@ -33,8 +33,7 @@ from typing import Any
 
 from .. import vocab
 from ..evaluation import EvaluationOptions
-from ._shared import safe_label
-from .track import discover_partitions, load_layer_records
+from ._shared import discover_partitions, load_layer_records, safe_label
 
 __all__ = ["register", "run_evaluate"]
 

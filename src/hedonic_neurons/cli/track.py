@@ -4,7 +4,7 @@ Reads layer records and partitions, writes per-layer-pair transition tables (CSV
 a Markdown summary (Table 3 layout), a long-format CSV for the table builders, a
 threshold-sensitivity sweep, and the Sankey diagram (HTML with plotly.js embedded, PNG).
 
-The input conventions (shared with ``hedonic evaluate``) live here:
+The input conventions (shared with ``hedonic evaluate``; implemented in ``cli/_shared.py``):
 
 - **records** ``--records DIR``: a capture directory (``manifest.json`` written by
   ``hedonic capture`` / :func:`hedonic_neurons.models.capture.capture`) or a directory of
@@ -19,18 +19,13 @@ The input conventions (shared with ``hedonic evaluate``) live here:
 from __future__ import annotations
 
 import argparse
-import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, InputError
-from ..partition import Partition
-from ..records import LayerRecord
+from ..errors import InputError
+from ._shared import discover_partitions, load_layer_records, safe_label
 
-__all__ = ["discover_partitions", "load_layer_records", "register", "run_track"]
-
-_LAYER_RE = re.compile(r"layer(\d+)")
+__all__ = ["register", "run_track"]
 
 _EPILOG = """\
 inputs:
@@ -54,110 +49,6 @@ outputs (per label):
   threshold_sweep.csv            event percentages over the --sweep-hi x --sweep-lo grid
   sankey.html / sankey.png       coalition flow (green persist, orange split, blue merge, grey vanish)
 """
-
-
-def load_layer_records(path: str | Path, layers: Sequence[int] | None = None) -> dict[int, LayerRecord]:
-    """Load records from a capture directory or a directory of ``layer{L}.safetensors``."""
-    root = Path(path)
-    if not root.is_dir():
-        raise ArtifactError(f"{root}: records directory not found.")
-    files = sorted(root.glob("layer*.safetensors"))
-    if files:
-        out: dict[int, LayerRecord] = {}
-        for f in files:
-            m = _LAYER_RE.search(f.name)
-            if m is None:
-                continue
-            layer = int(m.group(1))
-            if layers is None or layer in layers:
-                out[layer] = LayerRecord.load(f)
-        if layers is not None and set(layers) - set(out):
-            raise InputError(f"layers: {sorted(set(layers) - set(out))} have no record file in {root}.")
-        return out
-    if (root / "manifest.json").is_file():
-        from ..models.capture import load_records
-
-        return load_records(root, layers)
-    raise ArtifactError(
-        f"{root}: neither a capture directory (manifest.json) nor a directory of layer{{L}}.safetensors files."
-    )
-
-
-def _label_of(path: Path, root: Path | None) -> tuple[int, str] | None:
-    rel = path.relative_to(root) if root is not None else Path(path.name)
-    stem = path.name[: -len(".json")]
-    m = _LAYER_RE.match(stem)
-    if m is not None:
-        label = stem[m.end():].lstrip("._-") or "partition"
-        return int(m.group(1)), label
-    for part in reversed(rel.parts[:-1] if root is not None else path.parent.parts[-1:]):
-        pm = _LAYER_RE.fullmatch(part)
-        if pm is not None:
-            return int(pm.group(1)), stem
-    return None
-
-
-def discover_partitions(
-    paths: Sequence[str | Path], method: str | None = None
-) -> dict[str, dict[int, Partition]]:
-    """Find partitions and group them by label, then layer (convention in the module docstring).
-
-    Returns
-    -------
-    dict label -> {layer: Partition}
-
-    Raises
-    ------
-    InputError
-        If a named file has no layer in its name, two files give the same (label, layer),
-        or nothing matches ``method``.
-    """
-    found: dict[str, dict[int, Partition]] = {}
-    sources: dict[tuple[str, int], Path] = {}
-    for raw in paths:
-        p = Path(raw)
-        candidates: list[tuple[Path, Path | None]]
-        if p.is_dir():
-            candidates = [(f, p) for f in sorted(p.rglob("*.json"))]
-            explicit = False
-        elif p.is_file():
-            candidates = [(p, None)]
-            explicit = True
-        else:
-            raise ArtifactError(f"{p}: partition file or directory not found.")
-        for f, root in candidates:
-            key = _label_of(f, root)
-            if key is None:
-                if explicit:
-                    raise InputError(
-                        f"--partitions: cannot tell the layer of {f} (expected 'layer{{L}}' in the file "
-                        "name, e.g. layer7.pac_top_cover.json, or a parent folder named layer{L})."
-                    )
-                continue
-            try:
-                part = Partition.from_json(f)
-            except ArtifactError:
-                if explicit:
-                    raise
-                continue  # some other JSON file in the tree
-            layer, label = key
-            if method is not None and label != method:
-                continue
-            if (label, layer) in sources:
-                raise InputError(
-                    f"--partitions: two partitions for layer {layer}, label {label!r}: "
-                    f"{sources[(label, layer)]} and {f}."
-                )
-            sources[(label, layer)] = f
-            found.setdefault(label, {})[layer] = part
-    if not found:
-        what = f" with label {method!r}" if method else ""
-        raise InputError(f"--partitions: no partition{what} found in {[str(p) for p in paths]}.")
-    return found
-
-
-def _safe_label(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
 
 
 def register(subparsers: Any) -> None:
@@ -247,7 +138,7 @@ def run_track(args: argparse.Namespace) -> int:
     for label, parts in sorted(groups.items()):
         parts_l = {k: v for k, v in parts.items() if args.layers is None or k in args.layers}
         tables = track(parts_l, records, alpha_hi=args.alpha_hi, alpha_lo=args.alpha_lo, write=args.write)
-        d = out / _safe_label(label)
+        d = out / safe_label(label)
         for (sl, dl), t in tables.items():
             t.save(d / f"transitions.L{sl}-{dl}.csv")
             t.save(d / f"transitions.L{sl}-{dl}.json", include_mass=True)
