@@ -14,12 +14,18 @@ function                  result                metrics
 :func:`evaluate_alignment` :class:`AlignmentEval` ``align_r2`` (max_j corr²(a_C, f_j))
 :func:`evaluate_predictivity` :class:`PredictivityEval` ``predictivity_r2`` (ridge, OOD R²)
 :func:`evaluate_ood`      :class:`OODEval`      ``ood_drop`` (ΔM through the model)
+:func:`evaluate_heldout_synergy` :class:`HeldoutSynergyEval` ``pair_heldout``, ``ratio_heldout``,
+                          (§8.5)                ``pair_pooled_heldout``, ``pair_pooled_excess``,
+                                                ``frac_sig_pair`` (and ``pair_pooled`` in sample)
+:func:`evaluate_ood_estimated` :class:`OODEstimateEval` ``ood_drop``, ``ood_drop_rel``,
+                          (§8.5)                ``ood_drop_excess``, ``frac_sig_ood`` (every coalition)
 :func:`partition_shape`   dict                  ``n_coalitions``, ``largest_share``, ``singleton_share``
 ========================  ====================  =============================================
 
 Summaries average over the coalitions of size ``>= options.min_size`` (finite values only);
 the OOD drop ablates the ``options.max_coalitions`` largest of them, the same rule for every
-method (docs/method.md §8.4). Only
+method (docs/method.md §8.4); the estimated OOD drop (:func:`evaluate_ood_estimated`, from
+precomputed per-neuron attributions) covers every one of them. Only
 :func:`evaluate_ood` needs torch (the model); the others are NumPy/pandas.
 """
 
@@ -40,12 +46,16 @@ from .records import LayerRecord
 __all__ = [
     "AlignmentEval",
     "EvaluationOptions",
+    "HeldoutSynergyEval",
+    "OODEstimateEval",
     "OODEval",
     "PartitionEval",
     "PredictivityEval",
     "SynergyEval",
     "evaluate_alignment",
+    "evaluate_heldout_synergy",
     "evaluate_ood",
+    "evaluate_ood_estimated",
     "evaluate_partition",
     "evaluate_predictivity",
     "evaluate_synergy",
@@ -76,6 +86,13 @@ class EvaluationOptions:
         Inner loop of the exact PAS behind the synergy.
     confidence : float
         Level of the t-intervals over coalitions.
+    null_draws : int
+        Random coalitions per size in the size-matched null of the held-out Pair, and random
+        partitions in the null of the pooled Pair (docs/method.md §8.5).
+    ood_null_draws : int
+        Random coalitions per size in the size-matched null of the estimated OOD drop.
+    alpha : float
+        False-discovery rate of the per-coalition tests (Benjamini–Hochberg).
     """
 
     min_size: int = 2
@@ -85,6 +102,9 @@ class EvaluationOptions:
     seed: int = 0
     backend: str = "auto"
     confidence: float = 0.95
+    null_draws: int = 1000
+    ood_null_draws: int = 200
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
         if isinstance(self.min_size, bool) or not isinstance(self.min_size, int) or self.min_size < 2:
@@ -101,6 +121,12 @@ class EvaluationOptions:
             raise InputError(f"backend: expected 'auto', 'numba' or 'torch', got {self.backend!r}.")
         if not 0.0 < self.confidence < 1.0:
             raise InputError(f"confidence: expected a value in (0, 1), got {self.confidence!r}.")
+        for name in ("null_draws", "ood_null_draws"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name}: expected an integer >= 1, got {v!r}.")
+        if not 0.0 < self.alpha < 1.0:
+            raise InputError(f"alpha: expected a false-discovery rate in (0, 1), got {self.alpha!r}.")
 
 
 def _mean_ci(values: Any, confidence: float) -> tuple[float, float]:
@@ -192,6 +218,86 @@ class OODEval:
 
 
 @dataclass(frozen=True)
+class HeldoutSynergyEval:
+    """Pair and Ratio on held-out inputs with the size-matched null (docs/method.md §8.5).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per coalition of size ``>= min_size``: ``coalition, size, pair, ratio`` (held
+        out, exact on the local readout), ``pair_insample`` (NaN without in-sample ψ),
+        ``null_mean, null_sd, z, p_value, q_value, significant``
+        (:func:`hedonic_neurons.metrics.pair_null_test` on the held-out ψ).
+    pair, ratio : float
+        Mean over those coalitions of the held-out Pair and Ratio (finite values).
+    pair_pooled : float
+        Pooled held-out Pair (every within-coalition ordered pair counts once).
+    pair_pooled_null : float
+        Mean pooled held-out Pair of random partitions with the same size histogram.
+    pair_pooled_p : float
+        One-sided Monte-Carlo p-value of the pooled Pair against those.
+    pair_pooled_insample : float
+        Pooled Pair on the discovery inputs (NaN when not given).
+    frac_sig : float
+        Share of the tested coalitions with ``q_value <= alpha`` (NaN when none was tested).
+    n_tested : int
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    pair: float
+    ratio: float
+    pair_pooled: float
+    pair_pooled_null: float
+    pair_pooled_p: float
+    pair_pooled_insample: float
+    frac_sig: float
+    n_tested: int
+
+    def metrics(self) -> dict[str, float]:
+        out = {"pair_heldout": self.pair, "ratio_heldout": self.ratio, "pair_pooled_heldout": self.pair_pooled,
+               "pair_pooled_excess": self.pair_pooled - self.pair_pooled_null, "frac_sig_pair": self.frac_sig}
+        if np.isfinite(self.pair_pooled_insample):
+            out["pair_pooled"] = self.pair_pooled_insample
+        return out
+
+
+@dataclass(frozen=True)
+class OODEstimateEval:
+    """First-order OOD drop of every coalition with its size-matched null (docs/method.md §8.5).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per coalition of size ``>= min_size``: ``coalition, size, drop, drop_rel,
+        null_mean, null_sd, z, p_value, q_value, significant``.
+    metric_full : float
+        Task metric of the unablated model on the OOD inputs.
+    all_lora_drop : float
+        Drop of ablating every LoRA neuron of the layer (the scale of ``drop_rel``).
+    drop, drop_rel : float
+        Mean over the coalitions of the drop, and that mean divided by ``all_lora_drop``.
+    excess : float
+        Mean over the coalitions of ``drop − null_mean``.
+    frac_sig : float
+        Share of the coalitions with ``q_value <= alpha`` (NaN when none).
+    n_evaluated : int
+    """
+
+    table: pd.DataFrame = field(repr=False)
+    metric_full: float
+    all_lora_drop: float
+    drop: float
+    drop_rel: float
+    excess: float
+    frac_sig: float
+    n_evaluated: int
+
+    def metrics(self) -> dict[str, float]:
+        return {"ood_drop": self.drop, "ood_drop_rel": self.drop_rel, "ood_drop_excess": self.excess,
+                "frac_sig_ood": self.frac_sig}
+
+
+@dataclass(frozen=True)
 class PartitionEval:
     """Everything evaluated for one partition; :meth:`metrics` gives the rows of the long results."""
 
@@ -200,11 +306,12 @@ class PartitionEval:
     alignment: AlignmentEval | None = None
     predictivity: PredictivityEval | None = None
     ood: OODEval | None = None
+    heldout: HeldoutSynergyEval | None = None
 
     def metrics(self) -> dict[str, float]:
         """``{metric: value}`` with metric names of :data:`hedonic_neurons.vocab.METRICS`."""
         out: dict[str, float] = {}
-        for part in (self.synergy, self.alignment, self.predictivity, self.ood):
+        for part in (self.synergy, self.alignment, self.predictivity, self.ood, self.heldout):
             if part is not None:
                 out.update(part.metrics())
         out.update(self.shape)
@@ -349,6 +456,144 @@ def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Part
                   docids=pairs["docid"].astype(str).tolist(), qrels=qrels if task == "relevance" else None,
                   targets=np.asarray(targets, dtype=np.float64), coalitions=chosen, progress=progress)
     return OODEval(df, finite_mean(df["drop"]), len(chosen))
+
+
+def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, psi_heldout: Any,
+                             options: EvaluationOptions = EvaluationOptions(), *, psi_insample: Any = None,
+                             progress: bool = False) -> HeldoutSynergyEval:
+    """Held-out Pair and Ratio of every coalition, tested against size-matched random coalitions.
+
+    Pair and Ratio come from :func:`evaluate_synergy` on the held-out records (exact, local
+    readout, eq. 8); each coalition's Pair is tested against ``options.null_draws`` uniformly
+    random coalitions of its size on the held-out interactions ``ψ(i, j)``
+    (:func:`hedonic_neurons.metrics.pair_null_test`, one-sided Monte-Carlo p-value,
+    Benjamini–Hochberg over the partition at ``options.alpha``); the pooled Pair is compared
+    with random partitions of the same size histogram
+    (:func:`hedonic_neurons.metrics.nulls.pooled_pair_null`). docs/method.md §8.5.
+
+    Parameters
+    ----------
+    heldout_record : LayerRecord
+        Records of the held-out inputs only (``n`` players).
+    partition : Partition
+        Built from the discovery inputs.
+    psi_heldout : array_like or SynergyMatrix, shape (n, n)
+        ``ψ(i, j)`` on the held-out inputs (the exact PAS of ``heldout_record``).
+    options : EvaluationOptions
+    psi_insample : array_like, shape (n, n), optional
+        ``ψ(i, j)`` on the discovery inputs, for the in-sample pooled Pair.
+    progress : bool
+    """
+    from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null
+
+    part = _check_partition(partition)
+    syn = evaluate_synergy(heldout_record, part, options, progress=progress)
+    null = pair_null_test(psi_heldout, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
+                          min_size=options.min_size)
+    table = syn.table[["coalition", "size", "pair", "ratio"]].merge(
+        null.drop(columns=["size", "pair"]), on="coalition", how="left")
+    if psi_insample is not None:
+        psi_in = np.asarray(getattr(psi_insample, "values", psi_insample), dtype=np.float64)
+        within = {c: psi_in[np.ix_(part.coalitions[c], part.coalitions[c])] for c in table["coalition"]}
+        table.insert(4, "pair_insample", [float((w.sum() - np.trace(w)) / (w.shape[0] * (w.shape[0] - 1)))
+                                          for w in within.values()])
+    else:
+        table.insert(4, "pair_insample", np.nan)
+    pooled = pooled_pair_null(psi_heldout, part, n_draws=options.null_draws, seed=options.seed)
+    sig = table["significant"].astype(bool).to_numpy() if len(table) else np.zeros(0, bool)
+    return HeldoutSynergyEval(
+        table, syn.pair, syn.ratio, float(pooled.observed), float(pooled.null_mean), float(pooled.p_value),
+        float(pooled_pair(psi_insample, part)) if psi_insample is not None else float("nan"),
+        float(sig.mean()) if sig.size else float("nan"), int(sig.size))
+
+
+def _metric_of_columns(task: str, scores: np.ndarray, *, qids: Any, docids: Any, qrels: Any,
+                       targets: np.ndarray) -> np.ndarray:
+    """The task metric of each column of ``scores`` (N, K): vectorised −MSE, else one call per column."""
+    from .metrics.ood import TASK_METRIC, task_metric
+
+    if TASK_METRIC.get(task) == "neg_mse":
+        return -np.mean((scores - targets[:, None]) ** 2, axis=0)
+    return np.array([task_metric(task, scores[:, c], qids=qids, docids=docids, qrels=qrels, targets=targets)
+                     for c in range(scores.shape[1])])
+
+
+def evaluate_ood_estimated(base_scores: Any, attributions: Any, partition: Partition, *, task: str,
+                           pairs: pd.DataFrame, targets: Any, all_lora_drop: float, qrels: Any = None,
+                           options: EvaluationOptions = EvaluationOptions()) -> OODEstimateEval:
+    """First-order OOD drop of every coalition of size ``>= min_size``, with a size-matched null.
+
+    With ``e`` the per-neuron attributions of the layer (``N × n``, one backward pass per
+    input; :func:`hedonic_neurons.models.attribution.neuron_attributions`) the estimated
+    scores with coalition ``C`` ablated are ``score − e @ M`` (``M`` its membership column),
+    and ``ΔM(C) = M(score) − M(score − e @ M)`` with the task metric ``M`` (NDCG@10 or −MSE).
+    Random coalitions of the same size get their drop the same way, so the null costs one
+    matrix product per batch of draws (:func:`hedonic_neurons.metrics.nulls.size_matched_null_batch`,
+    ``options.ood_null_draws`` per size). docs/method.md §8.4–§8.5.
+
+    Parameters
+    ----------
+    base_scores : array_like, shape (N,)
+        Unablated scores of the OOD inputs.
+    attributions : array_like, shape (N, n)
+    partition : Partition
+        Of the ``n`` neurons.
+    task : str
+        A :data:`~hedonic_neurons.vocab.TASKS` name.
+    pairs : pandas.DataFrame
+        The OOD pairs (``qid``, ``docid``), ``N`` rows in score order.
+    targets : array_like, shape (N,)
+    all_lora_drop : float
+        Drop of ablating every LoRA neuron of the layer (exact); ``drop_rel`` divides by it.
+    qrels : optional
+        TREC qrels for NDCG@10 (relevance only).
+    options : EvaluationOptions
+
+    Returns
+    -------
+    OODEstimateEval
+    """
+    from .metrics.nulls import size_matched_null_batch
+    from .metrics.stats import finite_mean
+
+    vocab.check("task", task, error=InputError)
+    part = _check_partition(partition)
+    s = np.asarray(base_scores, dtype=np.float64).reshape(-1)
+    e = np.asarray(attributions, dtype=np.float64)
+    if e.ndim != 2 or e.shape[0] != s.shape[0] or e.shape[1] != part.n_players:
+        raise InputError(f"attributions: expected shape ({s.shape[0]}, {part.n_players}) (inputs x neurons), "
+                         f"got {e.shape}.")
+    if len(pairs) != s.shape[0]:
+        raise InputError(f"pairs: {len(pairs)} rows but {s.shape[0]} scores; expected the OOD pairs in score order.")
+    y = np.asarray(targets, dtype=np.float64).reshape(-1)
+    kw: dict[str, Any] = {"qids": pairs["qid"].astype(str).tolist(), "docids": pairs["docid"].astype(str).tolist(),
+                          "qrels": qrels if task == "relevance" else None, "targets": y}
+    full = float(_metric_of_columns(task, s[:, None], **kw)[0])
+
+    def drops(m: np.ndarray) -> np.ndarray:
+        return full - _metric_of_columns(task, s[:, None] - e @ m, **kw)
+
+    sizes = np.asarray(part.sizes)
+    ids = [c for c in range(part.n_coalitions) if sizes[c] >= options.min_size]
+    cols = [
+        "coalition", "size", "drop", "drop_rel", "null_mean", "null_sd", "z", "p_value", "q_value", "significant"]
+    if not ids:
+        return OODEstimateEval(pd.DataFrame(columns=cols), full, float(all_lora_drop), float("nan"), float("nan"),
+                               float("nan"), float("nan"), 0)
+    m = np.zeros((part.n_players, len(ids)))
+    for j, c in enumerate(ids):
+        m[part.coalitions[c], j] = 1.0
+    observed = drops(m)
+    table = size_matched_null_batch(pd.Series(observed, index=ids), pd.Series(sizes[ids], index=ids), drops,
+                                    n_players=part.n_players, draws_per_size=options.ood_null_draws,
+                                    alpha=options.alpha, seed=options.seed, metric="drop",
+                                    min_size=options.min_size)
+    scale = float(all_lora_drop)
+    table.insert(3, "drop_rel", table["drop"] / scale if scale != 0 else np.nan)
+    mean_drop = finite_mean(table["drop"])
+    sig = table["significant"].astype(bool).to_numpy()
+    return OODEstimateEval(table[cols], full, scale, mean_drop, mean_drop / scale if scale != 0 else float("nan"),
+                           finite_mean(table["drop"] - table["null_mean"]), float(sig.mean()), len(ids))
 
 
 def evaluate_partition(partition: Partition, options: EvaluationOptions = EvaluationOptions(), *,

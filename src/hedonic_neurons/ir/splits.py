@@ -4,7 +4,10 @@ A study needs four disjoint-ish sets of query–passage pairs: fine-tuning (``tr
 validation (``val``, whole queries so NDCG@10 is meaningful), activation capture
 (``capture``, in distribution, preferably not trained on) and the out-of-distribution set
 (``ood``). :func:`split_pairs` draws them from a pool with one seeded generator;
-:func:`drop_long_queries` removes pairs whose query leaves no room for the passage.
+:func:`drop_long_queries` removes pairs whose query leaves no room for the passage;
+:func:`heldout_split` divides the capture set by query into a discovery part (φ and the
+partitions are built from it) and a held-out part (Pair and Ratio are measured on it,
+docs/method.md §8.5).
 Plain pandas/NumPy: the tokenizer is passed in as a token-counting function.
 """
 
@@ -20,7 +23,8 @@ import pandas as pd
 
 from ..errors import InputError
 
-__all__ = ["PairSplits", "drop_long_queries", "read_pairs_file", "split_pairs", "subsample_queries"]
+__all__ = ["HeldoutSplit", "PairSplits", "drop_long_queries", "heldout_split", "read_pairs_file", "split_pairs",
+           "subsample_queries"]
 
 
 def read_pairs_file(path: str | os.PathLike[str], option: str, *, min_pairs: int = 1) -> pd.DataFrame:
@@ -124,3 +128,78 @@ def split_pairs(train_pool: pd.DataFrame, ood_pool: pd.DataFrame, *, n_train: in
     ood = (ood_pool.reset_index(drop=True).iloc[:n_ood] if len(ood_pool) <= n_ood
            else subsample_queries(ood_pool, n_ood, rng))
     return PairSplits(*(df.reset_index(drop=True) for df in (train, val, capture, ood)))
+
+
+@dataclass(frozen=True)
+class HeldoutSplit:
+    """Row indices of the capture set's discovery and held-out parts (docs/method.md §8.5).
+
+    Attributes
+    ----------
+    discovery : numpy.ndarray of int64, shape (N_d,)
+        Sorted row positions φ and the partitions are built from.
+    heldout : numpy.ndarray of int64, shape (N_h,)
+        Sorted row positions Pair and Ratio are evaluated on; no query has rows in both.
+    seed : int
+    fraction : float
+        The requested held-out share of the rows.
+    """
+
+    discovery: np.ndarray
+    heldout: np.ndarray
+    seed: int
+    fraction: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"discovery": self.discovery.tolist(), "heldout": self.heldout.tolist(), "seed": self.seed,
+                "fraction": self.fraction}
+
+
+def heldout_split(qids: pd.Series | np.ndarray | list[object], fraction: float = 0.5, *,
+                  seed: int = 0) -> HeldoutSplit:
+    """Split rows by query into a discovery and a held-out part (seeded; docs/method.md §8.5).
+
+    Rule: the distinct query ids are put in a random order (``numpy.random.default_rng(seed)``
+    permutation of the ids in order of first appearance); whole queries are moved to the
+    held-out part in that order until it holds at least ``round(fraction · N)`` rows. Both parts
+    are kept non-empty: at least one query goes to each side.
+
+    Parameters
+    ----------
+    qids : array_like, shape (N,)
+        Query id of each row (compared as strings).
+    fraction : float in (0, 1)
+        Held-out share of the rows (reached by whole queries, so approximately).
+    seed : int
+
+    Returns
+    -------
+    HeldoutSplit
+
+    Raises
+    ------
+    InputError
+        ``fraction`` outside (0, 1), or fewer than two distinct queries.
+    """
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < float(fraction) < 1.0:
+        raise InputError(f"fraction: expected a number in (0, 1), got {fraction!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise InputError(f"seed: expected an int, got {seed!r}.")
+    q = pd.Series(np.asarray(qids, dtype=object)).astype(str).to_numpy()
+    uniq = pd.unique(q)
+    if uniq.size < 2:
+        raise InputError(f"qids: expected at least 2 distinct queries to split by query, got {uniq.size} "
+                         f"over {q.size} rows.")
+    order = uniq[np.random.default_rng(int(seed)).permutation(uniq.size)]
+    counts = pd.Series(q).value_counts()
+    want = max(1, round(float(fraction) * q.size))
+    held: list[str] = []
+    total = 0
+    for name in order[:-1]:  # the last query always stays in discovery
+        if total >= want:
+            break
+        held.append(str(name))
+        total += int(counts[name])
+    mask = np.isin(q, np.asarray(held, dtype=object))
+    return HeldoutSplit(np.flatnonzero(~mask).astype(np.int64), np.flatnonzero(mask).astype(np.int64),
+                        int(seed), float(fraction))

@@ -4,45 +4,106 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ...evaluation import EvaluationOptions, evaluate_ood, evaluate_partition
+from ...evaluation import (
+    EvaluationOptions,
+    evaluate_heldout_synergy,
+    evaluate_ood,
+    evaluate_partition,
+)
 from ...io import write_json
 
-__all__ = ["stage_ood", "work_evaluation"]
+__all__ = ["HELDOUT_KEYS", "stage_ood", "work_evaluation", "work_evaluation_heldout", "work_ood_estimated"]
+
+#: Files of the held-out evaluation (docs/method.md §8.5): the two parts' records and ψ.
+HELDOUT_KEYS: tuple[str, ...] = ("discovery_record", "heldout_record", "psi_discovery", "psi_heldout")
 
 
 def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path: str, metrics: list[str],
-                    options: dict[str, Any], targets: tuple[str, str] | None, out: Path) -> None:
+                    options: dict[str, Any], targets: tuple[str, str] | None, out: Path, *,
+                    heldout: dict[str, str] | None = None) -> None:
     """Synergy (on the capture records), alignment (OOD records and features) and predictivity
     (ridge fit on the capture records, R² on the OOD records) of one partition.
 
     ``targets``: the capture and OOD pair tables (parquet with a ``target`` column) whose
     float64 targets the predictivity uses (``None``: the records' stored labels).
 
-    Writes ``synergy.csv``, ``alignment.csv`` (when computed) and ``metrics.json``
+    ``heldout``: paths named by :data:`HELDOUT_KEYS`. With it the in-sample Pair and Ratio are
+    measured on the discovery records (the inputs φ saw) and the held-out ones with their
+    size-matched null on the held-out records and ψ
+    (:func:`hedonic_neurons.evaluation.evaluate_heldout_synergy`; ``heldout.csv``).
+
+    Writes ``synergy.csv``, ``alignment.csv``, ``heldout.csv`` (when computed) and ``metrics.json``
     (``{metric: value}``, :meth:`hedonic_neurons.evaluation.PartitionEval.metrics`).
     """
     from ...partition import Partition
     from ...records import LayerRecord
+    from ...synergy import SynergyMatrix
 
     part = Partition.from_json(part_path)
     rec = LayerRecord.load(rec_path)
+    syn_rec = LayerRecord.load(heldout["discovery_record"]) if heldout and "synergy" in metrics else rec
     ood = LayerRecord.load(ood_rec_path) if {"alignment", "predictivity"} & set(metrics) else None
     feats = pd.read_parquet(feats_path) if "alignment" in metrics else None
     y_train = y_ood = None
     if targets is not None and "predictivity" in metrics:
         y_train, y_ood = (pd.read_parquet(p, columns=["target"])["target"].to_numpy() for p in targets)
-    ev = evaluate_partition(part, EvaluationOptions(**options), record=rec, ood_record=ood, train_record=rec,
+    opts = EvaluationOptions(**options)
+    ev = evaluate_partition(part, opts, record=syn_rec, ood_record=ood, train_record=rec,
                             features=feats, metrics=metrics, train_targets=y_train, ood_targets=y_ood)
+    if heldout and "synergy" in metrics:
+        held = evaluate_heldout_synergy(LayerRecord.load(heldout["heldout_record"]), part,
+                                        SynergyMatrix.load(heldout["psi_heldout"]).values, opts,
+                                        psi_insample=SynergyMatrix.load(heldout["psi_discovery"]).values)
+        held.table.to_csv(out / "heldout.csv", index=False)
+        ev = replace(ev, heldout=held)
+        write_json(out / "heldout.json", {"pair_pooled_null": held.pair_pooled_null, "pair_pooled_p": held.pair_pooled_p,
+                                          "n_tested": held.n_tested})
     if ev.synergy is not None:
         ev.synergy.table.to_csv(out / "synergy.csv", index=False)
     if ev.alignment is not None:
         ev.alignment.table.to_csv(out / "alignment.csv", index=False)
     write_json(out / "metrics.json", ev.metrics())
+
+
+def work_evaluation_heldout(part_path: str, rec_path: str, ood_rec_path: str, feats_path: str, metrics: list[str],
+                            options: dict[str, Any], targets: tuple[str, str] | None, heldout: dict[str, str],
+                            out: Path) -> None:
+    """:func:`work_evaluation` with the held-out evaluation (the study's evaluation unit)."""
+    work_evaluation(part_path, rec_path, ood_rec_path, feats_path, metrics, options, targets, out, heldout=heldout)
+
+
+def work_ood_estimated(part_path: str, attribution_path: str, all_lora_path: str, pairs_path: str,
+                       qrels_path: str | None, task: str, options: dict[str, Any], out: Path) -> None:
+    """Estimated OOD drop of every coalition of one partition from the layer's cached attributions,
+    with its size-matched null and the all-LoRA scale
+    (:func:`hedonic_neurons.evaluation.evaluate_ood_estimated`; docs/method.md §8.4–§8.5).
+
+    Writes ``ood.csv`` (one row per coalition) and ``metrics.json`` (``ood_drop``,
+    ``ood_drop_rel``, ``ood_drop_excess``, ``frac_sig_ood``, ``n_evaluated``, ``metric_full``,
+    ``all_lora_drop``, ``rule``).
+    """
+    from ...evaluation import evaluate_ood_estimated
+    from ...io import load_arrays, read_json
+    from ...partition import Partition
+
+    arrays, _ = load_arrays(attribution_path)
+    pairs = pd.read_parquet(pairs_path)
+    qp = Path(qrels_path) if qrels_path else None
+    qrels = pd.read_parquet(qp) if qp is not None and qp.is_file() else None
+    res = evaluate_ood_estimated(arrays["scores"], arrays["attributions"], Partition.from_json(part_path), task=task,
+                                 pairs=pairs, targets=pairs["target"].to_numpy(), qrels=qrels,
+                                 all_lora_drop=float(read_json(all_lora_path)["drop"]),
+                                 options=EvaluationOptions(**options))
+    res.table.to_csv(out / "ood.csv", index=False)
+    write_json(out / "metrics.json", {**res.metrics(), "n_evaluated": res.n_evaluated, "metric_full": res.metric_full,
+                                      "all_lora_drop": res.all_lora_drop,
+                                      "rule": "estimated (first order), every coalition of size >= min_size"})
 
 
 def stage_ood(model: Any, batches: Sequence[Any], layer: int, part_path: Path, pairs_path: Path,
