@@ -250,6 +250,22 @@ class EvaluationConfig:
     min_size : int
         Coalitions smaller than this are left out of every per-partition summary and of the
         OOD drop (:class:`hedonic_neurons.evaluation.EvaluationOptions`; ``hedonic evaluate --min-size``).
+    heldout_fraction : float in (0, 1)
+        Share of the capture rows held out, by whole queries (:func:`hedonic_neurons.ir.splits.heldout_split`):
+        φ, the partitions and the baselines see only the discovery rows; Pair and Ratio are also
+        measured on the held-out rows (docs/method.md §8.5).
+    heldout_seed : int
+        Seed of that split.
+    null_draws : int
+        Random coalitions per size in the size-matched null of the held-out Pair
+        (:func:`hedonic_neurons.metrics.pair_null_test`).
+    ood_null_draws : int
+        Random coalitions per size in the size-matched null of the estimated OOD drop.
+    ood_verify : int
+        Coalitions per layer (size-stratified, seeded, pooled over the layer's partitions)
+        whose estimated OOD drop is checked against an exact ablation.
+    alpha : float
+        False-discovery rate of the per-coalition tests (``frac_sig_pair``, ``frac_sig_ood``).
     """
 
     metrics: tuple[Metric, ...] = ("stability", "synergy", "ood", "alignment", "predictivity")
@@ -257,6 +273,12 @@ class EvaluationConfig:
     ood_max_coalitions: int = 20
     ridge_alpha: float = 1.0
     min_size: int = 2
+    heldout_fraction: float = 0.5
+    heldout_seed: int = 0
+    null_draws: int = 1000
+    ood_null_draws: int = 200
+    ood_verify: int = 16
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -403,6 +425,10 @@ def _check_semantics(cfg: StudyConfig) -> None:
     need(e.ood_max_coalitions >= 1, "evaluation.ood_max_coalitions", f"expected >= 1, got {e.ood_max_coalitions}.")
     need(e.ridge_alpha > 0, "evaluation.ridge_alpha", f"expected a positive penalty, got {e.ridge_alpha}.")
     need(e.min_size >= 2, "evaluation.min_size", f"expected an integer >= 2 (Pair needs two members), got {e.min_size}.")
+    need(0 < e.heldout_fraction < 1, "evaluation.heldout_fraction", f"expected a share in (0, 1), got {e.heldout_fraction}.")
+    for name in ("null_draws", "ood_null_draws", "ood_verify"):
+        need(getattr(e, name) >= 1, f"evaluation.{name}", f"expected an integer >= 1, got {getattr(e, name)}.")
+    need(0 < e.alpha < 1, "evaluation.alpha", f"expected a false-discovery rate in (0, 1), got {e.alpha}.")
     need(dc.ood_qrels is None or cfg.task == "relevance", "data.ood_qrels",
          f"qrels only matter for task 'relevance' (NDCG@10); task is {cfg.task!r}.")
 
