@@ -137,8 +137,16 @@ def blocking_rate(
     n_samples: int = 100_000,
     size_range: tuple[int, int] = (2, 10),
     seed: int | np.random.Generator = 0,
+    sampler: str = "uniform",
+    m: int | None = None,
+    omega: int | None = None,
 ) -> BlockingRate:
     """Empirical blocking rate ε̂ of ``partition`` under D with a 95% upper bound (docs/method.md §5 (a)).
+
+    ``sampler="top"`` or ``"weighted"`` measures it instead under the distribution PAC-Top-Cover's
+    sampler draws from (§5.2): rounds of ``m`` candidates from D of which the ``omega`` with the
+    largest ``Φ(S)`` (``"top"``) or an ``omega``-sample weighted by ``Φ(S)`` (``"weighted"``,
+    Efraimidis–Spirakis keys) are kept, until ``n_samples`` are kept.
 
     Draws ``n_samples`` coalitions from the paper's D (§3.3: size uniform in
     ``size_range``, clipped to n; members uniform among all players) with ``seed``,
@@ -170,6 +178,29 @@ def blocking_rate(
         return BlockingRate(0.0, 1.0, 0, 0)
     own = _own_keys(arr, part, k)
     total = 0
+    if sampler in ("top", "weighted"):
+        from .pac import sample_values
+
+        if m is None or omega is None or not 1 <= omega <= m:
+            raise InputError(f"m, omega: sampler {sampler!r} needs 1 <= omega <= m, got m={m}, omega={omega}.")
+        kept = 0
+        while kept < n_samples:
+            cand = sample_coalitions(np.arange(n), m, (lo, hi), rng)
+            val = sample_values(arr, cand, k)
+            idx = np.arange(cand.shape[0])
+            if sampler == "top":
+                order = np.lexsort((idx, -val))
+            else:
+                u = rng.random(cand.shape[0])
+                with np.errstate(divide="ignore"):
+                    key = np.where(val > 0, np.log(u) / np.where(val > 0, val, 1.0), -np.inf)
+                order = np.lexsort((idx, -key))
+            take = cand[order[: min(omega, n_samples - kept)]]
+            total += int(_blocking_mask(arr, take, own, k).sum())
+            kept += take.shape[0]
+        return BlockingRate(total / n_samples, clopper_pearson_upper(total, n_samples), n_samples, total)
+    if sampler != "uniform":
+        raise InputError(f"sampler: expected 'uniform', 'top' or 'weighted', got {sampler!r}.")
     step = 100_000
     for s in range(0, n_samples, step):
         samples = sample_coalitions(np.arange(n), min(step, n_samples - s), (lo, hi), rng)
