@@ -209,3 +209,31 @@ def test_attribution_verify_and_controls_stages_against_direct_ablations(tiny, t
     assert_close(ctl["finetuned"], full, rtol=1e-9, atol=1e-12)
     assert_close(ctl["no_lora"], direct({1: np.arange(n), 2: np.arange(n)}), rtol=1e-9, atol=1e-12)
     assert_close(ctl["base"], full, rtol=1e-9, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- ε̂ under the sampler's D
+def test_blocking_rate_under_the_top_sampler_against_a_preference_loop() -> None:
+    """One round of m candidates from D, the omega with the largest Φ(S) kept, blocking checked by
+    every member's preference key (docs/method.md §4, §5.3)."""
+    from hedonic_neurons.game import blocking_rate
+    from hedonic_neurons.game._sampling import sample_coalitions
+    from hedonic_neurons.game.preferences import coalition_value, preference_key
+
+    rng = np.random.default_rng(5)
+    phi = rng.normal(size=(12, 12))
+    part = Partition.from_labels(rng.integers(0, 3, size=12))
+    m, omega, k = 120, 40, 2
+    got = blocking_rate(phi, part, k=k, n_samples=omega, size_range=(2, 5), seed=11, sampler="top", m=m,
+                        omega=omega)
+    cand = sample_coalitions(np.arange(12), m, (2, 5), np.random.default_rng(11))
+    rows = [r[r >= 0] for r in cand]
+    val = np.array([coalition_value(phi, r, k) for r in rows])
+    order = np.lexsort((np.arange(m), -val))[:omega]
+    own = {i: part.coalitions[c] for c in range(part.n_coalitions) for i in part.coalitions[c]}
+    blocking = sum(all(preference_key(phi, int(i), r, k) > preference_key(phi, int(i), own[int(i)], k) for i in r)
+                   for r in (rows[j] for j in order))
+    assert got.n_samples == omega and got.n_blocking == blocking
+    uniform = blocking_rate(phi, part, k=k, n_samples=omega, size_range=(2, 5), seed=11)
+    assert uniform.n_samples == omega
+    with pytest.raises(InputError, match="omega"):
+        blocking_rate(phi, part, k=k, n_samples=10, sampler="top", m=5, omega=10)
