@@ -219,9 +219,9 @@ def test_blocking_rate_under_the_top_sampler_against_a_preference_loop() -> None
     from hedonic_neurons.game._sampling import sample_coalitions
     from hedonic_neurons.game.preferences import coalition_value, preference_key
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(3)
     phi = rng.normal(size=(12, 12))
-    part = Partition.from_labels(rng.integers(0, 3, size=12))
+    part = Partition.from_labels(rng.integers(0, 4, size=12))
     m, omega, k = 120, 40, 2
     got = blocking_rate(phi, part, k=k, n_samples=omega, size_range=(2, 5), seed=11, sampler="top", m=m,
                         omega=omega)
@@ -232,7 +232,7 @@ def test_blocking_rate_under_the_top_sampler_against_a_preference_loop() -> None
     own = {i: part.coalitions[c] for c in range(part.n_coalitions) for i in part.coalitions[c]}
     blocking = sum(all(preference_key(phi, int(i), r, k) > preference_key(phi, int(i), own[int(i)], k) for i in r)
                    for r in (rows[j] for j in order))
-    assert got.n_samples == omega and got.n_blocking == blocking
+    assert got.n_samples == omega and got.n_blocking == blocking > 0
     uniform = blocking_rate(phi, part, k=k, n_samples=omega, size_range=(2, 5), seed=11)
     assert uniform.n_samples == omega
     with pytest.raises(InputError, match="omega"):
