@@ -90,7 +90,9 @@ def test_closure_null_share_grows_with_k_on_a_random_game() -> None:
 def test_closure_null_share_errors() -> None:
     phi = np.zeros((4, 4))
     with pytest.raises(InputError, match="method: expected one of"):
-        closure_null_share(phi, "nash_stable", 3)
+        closure_null_share(phi, "no_such_method", 3)
+    with pytest.raises(InputError, match="k: top_cover is top-responsive"):
+        closure_null_share(phi, "top_cover")
     with pytest.raises(InputError, match=r"\['omega'\] are not arguments of top_cover"):
         closure_null_share(phi, "top_cover", 3, omega=10)
     with pytest.raises(InputError, match="k"):

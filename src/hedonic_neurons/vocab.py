@@ -22,11 +22,14 @@ implementation when called (docs/method.md §3 for valuations, §5 for partition
 for baselines, §8 for metrics).
 
 Adding a partition method is one registration line (see :func:`register_partition_method`),
-e.g. for the additively separable game's Nash-stable partition::
+as for the additively separable game's Nash-stable partition (docs/method.md §5.6)::
 
     register_partition_method(PartitionMethodSpec(
-        "nash_stable", "Nash-stable (additively separable)", "_nash",
-        "hedonic_neurons.game:nash_stable_partition", options=("seed",)))
+        "nash_stable", "Nash-stable ASHG", "_nash", "hedonic_neurons.game:nash_stable_partition",
+        options=("max_sweeps", "order", "seed"), top_responsive=False))
+
+    method_label("pas_exact", "nash_stable") == "hedonic_pas_nash"
+    display_label("hedonic_pas_nash")        == "Hedonic (PAS, Nash-stable ASHG)"
 """
 
 from __future__ import annotations
@@ -106,7 +109,13 @@ class PartitionMethodSpec:
         ``"module:attr"`` of ``f(phi, **options) -> Partition``, imported when called.
     options : tuple of str
         Which of the common options it takes: ``k``, ``emit``, ``m``, ``omega``,
-        ``size_range``, ``sampler``, ``seed``.
+        ``size_range``, ``sampler`` (top-responsive games, docs/method.md §5.1–§5.2),
+        ``max_sweeps``, ``order`` (the additively separable game, §5.6), ``seed``.
+    top_responsive : bool
+        True for partitions of the top-k responsive game (§4): their stability is the
+        measured blocking rate ε̂ (§5.3) and ``k`` shapes them. False for the additively
+        separable game (§5.6): it has no blocking rate; Nash and individual stability are
+        checked instead, and ``k`` does not apply.
     """
 
     name: str
@@ -114,6 +123,7 @@ class PartitionMethodSpec:
     suffix: str
     function: str
     options: tuple[str, ...] = ("k", "emit")
+    top_responsive: bool = True
 
     @property
     def seeded(self) -> bool:
@@ -203,10 +213,9 @@ VALUATIONS: dict[str, ValuationSpec] = {
 
 PARTITION_METHODS: dict[str, PartitionMethodSpec] = {}
 
-#: Names kept for methods being written elsewhere; :func:`check` explains instead of "unknown".
-RESERVED_PARTITION_METHODS: dict[str, str] = {
-    "nash_stable": "the additively separable game's Nash-stable partition (hedonic_neurons.game.nash_stable_partition)",
-}
+#: Names kept for methods being written elsewhere; :func:`check` explains instead of "unknown"
+#: (empty today: ``nash_stable`` was reserved until it was registered below).
+RESERVED_PARTITION_METHODS: dict[str, str] = {}
 
 
 def register_partition_method(spec: PartitionMethodSpec) -> PartitionMethodSpec:
@@ -232,6 +241,9 @@ register_partition_method(PartitionMethodSpec(
     options=("k", "emit", "m", "omega", "size_range", "sampler", "seed")))
 register_partition_method(PartitionMethodSpec(
     "top_cover", "exact Top Covering", "_topcover", "hedonic_neurons.game:top_cover", options=("k", "emit")))
+register_partition_method(PartitionMethodSpec(
+    "nash_stable", "Nash-stable ASHG", "_nash", "hedonic_neurons.game:nash_stable_partition",
+    options=("max_sweeps", "order", "seed"), top_responsive=False))
 
 BASELINES: dict[str, BaselineSpec] = {
     "random": BaselineSpec("random", "Random"),
@@ -266,6 +278,7 @@ METRICS: dict[str, MetricSpec] = {m.name: m for m in (
     MetricSpec("epsilon_upper_sampler", "ε upper (sampler's D, 95%)", False, "§5.3 its upper bound"),
     MetricSpec("n_coalitions", "coalitions", None, "§5 partition shape"),
     MetricSpec("largest_share", "largest share", None, "§5 partition shape"),
+    MetricSpec("null_largest_share", "largest share on null φ", None, "§5.5 closure diagnostics"),
     MetricSpec("singleton_share", "singleton share", None, "§5 partition shape"),
     # the MNIST study (App. I.6)
     MetricSpec("delta_acc", "ΔAcc (pp)", True, "App. I accuracy drop"),

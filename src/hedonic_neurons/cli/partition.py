@@ -11,13 +11,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["register", "run_partition", "run_stability"]
+__all__ = ["METHOD_ALIASES", "register", "run_partition", "run_stability"]
+
+#: Short names of ``--method`` (kept for existing scripts) -> the vocabulary's method names.
+METHOD_ALIASES: dict[str, str] = {"exact": "top_cover", "pac": "pac_top_cover", "nash": "nash_stable"}
 
 _PARTITION_EPILOG = """\
 example:
   hedonic partition layer7.pas.safetensors --method pac --k 3 --m 800000 --omega 80000 \\
       --size-min 2 --size-max 10 --sampler uniform --seed 0 --out layer7.pac_top_cover.json
   hedonic partition phi.npy --method exact --k 3 --out phi.top_cover.json
+  hedonic partition phi.npy --method nash_stable --seed 0 --max-sweeps 200 --out phi.nash.json
+
+METHOD is a partition method of the vocabulary (pac_top_cover, top_cover, nash_stable, ...)
+or one of the short names pac, exact, nash.
 
 PHI is an (n, n) matrix in .npy (loaded without pickle) or .safetensors (tensor 'values'
 or the only tensor). The partition is written as JSON; the summary and the empirical
@@ -50,15 +57,21 @@ def register(subparsers: Any) -> None:
     """Add the ``partition`` and ``stability`` sub-commands."""
     p = subparsers.add_parser(
         "partition",
-        help="partition a synergy matrix into coalitions (exact Top Covering or PAC-Top-Cover)",
-        description="Partition players into coalitions of the top-k responsive game (docs/method.md §4-§5).",
+        help="partition a synergy matrix into coalitions (exact Top Covering, PAC-Top-Cover, Nash-stable ASHG)",
+        description="Partition players into coalitions of the top-k responsive game (docs/method.md §4-§5.2) "
+                    "or the additively separable game (§5.6).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_PARTITION_EPILOG,
     )
     p.add_argument("phi", metavar="PHI", help="(n, n) valuation matrix (.npy or .safetensors)")
-    p.add_argument("--method", choices=("exact", "pac", "nash"), default="pac",
-                   help="exact Top Covering, PAC-Top-Cover, or nash: a Nash-stable partition of the "
-                        "additively separable game (default pac)")
+    from .. import vocab
+
+    p.add_argument("--method", choices=(*vocab.names("method"), *METHOD_ALIASES), default="pac",
+                   metavar="METHOD",
+                   help="partition method: " + ", ".join(
+                       f"{name} ({vocab.PARTITION_METHODS[name].label})" for name in vocab.names("method"))
+                        + "; short names: " + ", ".join(f"{a} = {m}" for a, m in METHOD_ALIASES.items())
+                        + " (default pac)")
     _common(p)
     p.add_argument("--m", type=int, default=800_000, help="reservoir size (default 800000)")
     p.add_argument("--omega", type=int, default=80_000, help="coalitions per round (default 80000)")
@@ -66,6 +79,10 @@ def register(subparsers: Any) -> None:
                    help="PAC coalition sampler (default uniform)")
     p.add_argument("--emit", choices=("smallest", "all"), default="smallest",
                    help="sink SCCs emitted per round (default smallest)")
+    p.add_argument("--max-sweeps", type=int, default=200,
+                   help="nash_stable: cap on best-response sweeps (default 200)")
+    p.add_argument("--order", choices=("random", "index"), default="random",
+                   help="nash_stable: visiting order per sweep, seeded permutation or index order (default random)")
     p.add_argument("--eps-samples", type=int, default=100_000,
                    help="fresh coalitions for the blocking rate; 0 skips it (default 100000)")
     p.add_argument("--out", default=None, help="write the partition JSON here")
@@ -95,13 +112,15 @@ def _check_common(args: argparse.Namespace) -> None:
 
 
 def _check_partition_args(args: argparse.Namespace) -> None:
+    from .._validation import check_positive_int
     from ..errors import InputError
     from ..io import check_output_path
 
     _check_common(args)
-    if args.method == "pac":
-        from .._validation import check_positive_int
-
+    args.method = METHOD_ALIASES.get(args.method, args.method)
+    if args.method == "nash_stable":
+        check_positive_int(args.max_sweeps, "--max-sweeps")
+    if args.method == "pac_top_cover":
         check_positive_int(args.m, "--m")
         check_positive_int(args.omega, "--omega")
         if args.omega > args.m:
@@ -114,22 +133,38 @@ def _check_partition_args(args: argparse.Namespace) -> None:
 
 def run_partition(args: argparse.Namespace) -> int:
     """Run ``hedonic partition``; returns the exit code."""
-    from ..game import blocking_rate, nash_stable_partition, pac_top_cover, top_cover
+    from .. import vocab
+    from ..errors import InputError
+    from ..game import (
+        blocking_rate,
+        is_individually_stable,
+        is_nash_stable,
+        pac_top_cover,
+        top_cover,
+    )
 
     _check_partition_args(args)
+    spec = vocab.PARTITION_METHODS[vocab.check("method", args.method, where="--method", error=InputError)]
     phi = _load_phi(args.phi)
-    if args.method == "exact":
+    if spec.name == "top_cover":
         part = top_cover(phi, k=args.k, emit=args.emit, progress=True)
-    elif args.method == "nash":  # --k and the sampler options do not apply
-        part = nash_stable_partition(phi, seed=args.seed)
-    else:
+    elif spec.name == "pac_top_cover":
         part = pac_top_cover(
             phi, k=args.k, m=args.m, omega=args.omega, size_range=(args.size_min, args.size_max),
             sampler=args.sampler, emit=args.emit, seed=args.seed, progress=True,
         )
+    else:  # any other registered method, with the options it declares
+        part = spec.run(phi, k=args.k, emit=args.emit, m=args.m, omega=args.omega,
+                        size_range=(args.size_min, args.size_max), sampler=args.sampler, seed=args.seed,
+                        max_sweeps=args.max_sweeps, order=args.order)
     print(part.summary())
     meta: dict[str, Any] = {"phi": str(Path(args.phi))}
-    if args.eps_samples > 0 and args.method != "nash":  # the blocking rate is a top-k notion
+    if not spec.top_responsive:  # no blocking rate (a top-k notion): Nash and individual stability
+        stab = {"nash_stable": is_nash_stable(phi, part), "individually_stable": is_individually_stable(phi, part)}
+        print(f"converged: {part.meta.get('converged')} after {part.meta.get('sweeps')} sweep(s); "
+              f"Nash stable: {stab['nash_stable']}; individually stable: {stab['individually_stable']}")
+        meta["stability"] = stab
+    if args.eps_samples > 0 and spec.top_responsive:
         br = blocking_rate(phi, part, k=args.k, n_samples=args.eps_samples,
                            size_range=(args.size_min, args.size_max), seed=args.seed + 1)
         print(br)

@@ -2,11 +2,13 @@
 
 A sink strongly connected component of the top-k choice-set digraph grows with ``k``
 whatever φ is: exact Top Covering on a *random* symmetric φ already puts most players in
-one coalition for ``k >= 3``. So a report shows, beside every top-responsive partition,
+one coalition for ``k >= 3``, and the additively separable game's Nash-stable partition
+forms sizeable coalitions on it too (about a quarter of the players). So a report shows,
+beside every hedonic partition,
 
-* :func:`closure_null_share` — the same algorithm with the same ``k`` on a null φ with
-  the real φ's size and value distribution (:func:`null_phi_like`, a seeded symmetric
-  permutation of its off-diagonal entries), and
+* :func:`closure_null_share` — the same algorithm with the same ``k`` (or the same
+  best-response dynamics) on a null φ with the real φ's size and value distribution
+  (:func:`null_phi_like`, a seeded symmetric permutation of its off-diagonal entries), and
 * :func:`k_sweep` — exact Top Covering over a range of ``k`` (coalitions, largest share,
   singletons and, given a held-out interaction matrix ψ, the pooled Pair of
   :func:`pooled_pair`).
@@ -25,7 +27,7 @@ import numpy as np
 from .._validation import as_generator, check_phi
 from ..errors import InputError
 from ..partition import Partition
-from .ashg import _is_symmetric
+from .ashg import _is_symmetric, nash_stable_partition
 from .pac import pac_top_cover
 from .preferences import check_game_phi, check_k
 from .stability import _check_partition
@@ -36,10 +38,17 @@ if TYPE_CHECKING:
 
 __all__ = ["CLOSURE_METHODS", "closure_null_share", "k_sweep", "null_phi_like", "pooled_pair"]
 
-CLOSURE_METHODS = ("top_cover", "pac_top_cover")
-"""Top-responsive partitioners that :func:`closure_null_share` can rerun on a null φ."""
+CLOSURE_METHODS = ("top_cover", "pac_top_cover", "nash_stable")
+"""Partitioners that :func:`closure_null_share` can rerun on a null φ (the names of
+:data:`hedonic_neurons.vocab.PARTITION_METHODS`)."""
 
-_ALGORITHMS: dict[str, Callable[..., Partition]] = {"top_cover": top_cover, "pac_top_cover": pac_top_cover}
+_ALGORITHMS: dict[str, Callable[..., Partition]] = {
+    "top_cover": top_cover, "pac_top_cover": pac_top_cover, "nash_stable": nash_stable_partition,
+}
+#: Algorithms that take ``k`` (top-responsive); the others ignore it.
+_TAKES_K = ("top_cover", "pac_top_cover")
+#: Algorithms whose own ``seed`` defaults to the null's seed.
+_SEEDED = ("pac_top_cover", "nash_stable")
 
 
 def null_phi_like(phi: Any, seed: int | np.random.Generator) -> np.ndarray:
@@ -88,23 +97,26 @@ def null_phi_like(phi: Any, seed: int | np.random.Generator) -> np.ndarray:
 
 
 def closure_null_share(
-    phi: Any, method: str, k: int, seed: int | np.random.Generator = 0, **kw: Any
+    phi: Any, method: str, k: int | None = None, seed: int | np.random.Generator = 0, **kw: Any
 ) -> float:
-    """Largest-coalition share of the same top-responsive algorithm on a null φ (docs/method.md §5).
+    """Largest-coalition share of the same algorithm on a null φ (docs/method.md §5.5).
 
     Parameters
     ----------
     phi : array_like or SynergyMatrix, shape (n, n)
         The real valuation matrix; the null is ``null_phi_like(phi, seed)``.
-    method : {"top_cover", "pac_top_cover"}
+    method : {"top_cover", "pac_top_cover", "nash_stable"}
         The algorithm of the partition being diagnosed.
-    k : int
-        Its number of top partners.
+    k : int or None
+        Its number of top partners (required for the top-responsive ``top_cover`` and
+        ``pac_top_cover``; ignored by ``nash_stable``, whose utilities sum over every member).
     seed : int or numpy.random.Generator
-        Seed of the null permutation; also ``pac_top_cover``'s ``seed`` unless given in ``kw``.
+        Seed of the null permutation; also the algorithm's ``seed`` (``pac_top_cover``,
+        ``nash_stable``) unless given in ``kw``.
     **kw
         Further arguments of the algorithm (e.g. ``m``, ``omega``, ``size_range``,
-        ``sampler`` for ``pac_top_cover``); pass the values used for the real partition.
+        ``sampler`` for ``pac_top_cover``; ``max_sweeps``, ``order`` for ``nash_stable``);
+        pass the values used for the real partition.
 
     Returns
     -------
@@ -114,21 +126,33 @@ def closure_null_share(
     Raises
     ------
     InputError
-        If ``method`` is unknown, a keyword is not an argument of the algorithm, or
-        ``phi``, ``k`` or ``seed`` is invalid.
+        If ``method`` is unknown, a keyword is not an argument of the algorithm, ``k`` is
+        missing for a top-responsive method, or ``phi``, ``k`` or ``seed`` is invalid.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hedonic_neurons.game import closure_null_share
+    >>> phi = np.random.default_rng(0).normal(size=(64, 64)); phi = phi + phi.T
+    >>> 0 < closure_null_share(phi, "nash_stable", seed=1) <= 1
+    True
     """
     if method not in _ALGORITHMS:
         raise InputError(f"method: expected one of {CLOSURE_METHODS}, got {method!r}.")
-    k = check_k(k)
     fn = _ALGORITHMS[method]
+    args: dict[str, Any] = {}
+    if method in _TAKES_K:
+        if k is None:
+            raise InputError(f"k: {method} is top-responsive and needs its number of top partners, got None.")
+        args["k"] = check_k(k)
     allowed = set(inspect.signature(fn).parameters) - {"phi", "k"}
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise InputError(f"closure_null_share: {unknown} are not arguments of {method}; valid: {sorted(allowed)}.")
-    if method == "pac_top_cover" and "seed" not in kw:
+    if method in _SEEDED and "seed" not in kw:
         kw = {**kw, "seed": seed if isinstance(seed, (int, np.integer)) else as_generator(seed)}
     null = null_phi_like(phi, seed)
-    part: Partition = fn(null, k=k, **kw)
+    part: Partition = fn(null, **args, **kw)
     return part.summary().largest_share
 
 

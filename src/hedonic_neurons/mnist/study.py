@@ -10,7 +10,8 @@ controls of Table 9):
    columns, :meth:`.model.GatedResidualMLP.reading_weights`), the exact PAS matrix, the
    exact marginals ``psi(i)`` and the loss deltas ``Delta_i`` (App. I.3);
 3. partitions: PAC-Top-Cover on PAS and on OCA (the paper's Hedonic-PAS / Hedonic-OCA,
-   App. I.4), exact Top Covering on both, and the three baselines matched to Hedonic-PAS
+   App. I.4), exact Top Covering on both, the additively separable game's Nash-stable
+   partition on both (docs/method.md §5.6), and the three baselines matched to Hedonic-PAS
    (App. I.5);
 4. per coalition: ΔAcc, Pair, Ratio, purity, selectivity, sparsity, stroke alignment
    (App. I.6; :mod:`.metrics`).
@@ -91,7 +92,7 @@ SETTINGS: tuple[str, ...] = ("trained", "random_init", "shuffled")
 HEDONIC_METHODS: dict[str, tuple[str, str]] = {
     vocab.method_label(val, algo): (algo, val)
     for algo, val in (("pac_top_cover", "pas_exact"), ("pac_top_cover", "oca"), ("top_cover", "pas_exact"),
-                      ("top_cover", "oca"))
+                      ("top_cover", "oca"), ("nash_stable", "pas_exact"), ("nash_stable", "oca"))
 }
 BASELINE_METHODS: tuple[str, ...] = tuple(vocab.BASELINES)
 #: The hedonic partition the baselines are matched to (App. I.5).
@@ -316,7 +317,7 @@ def _partitions(layer_dir: Path, phis: dict[str, np.ndarray], profiles: np.ndarr
             algo, val = HEDONIC_METHODS[name]
             t0 = time.perf_counter()
             options = {"k": cfg.k, "emit": "smallest", "m": cfg.m, "omega": cfg.omega, "size_range": cfg.size_range,
-                       "sampler": "uniform", "seed": seed}
+                       "sampler": "uniform", "seed": seed, "max_sweeps": 200, "order": "random"}
             part = vocab.PARTITION_METHODS[algo].run(phis[val], **options)
             part = part.with_meta(mnist_key=key, mnist_method=name, label=name, valuation=val, method=algo,
                                   seconds=time.perf_counter() - t0, summary=part.summary().to_dict())
@@ -369,7 +370,7 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
     frames: list[pd.DataFrame] = []
     model_rows: list[dict[str, Any]] = []
     jobs: list[tuple[int, str, int, list[str]]] = []
-    hedonic = [m for m, (algo, _) in HEDONIC_METHODS.items() if cfg.exact_top_cover or algo == "pac_top_cover"]
+    hedonic = [m for m, (algo, _) in HEDONIC_METHODS.items() if cfg.exact_top_cover or algo != "top_cover"]
     main_methods = [*hedonic, *BASELINE_METHODS]
     for seed in cfg.seeds:
         for layer in cfg.layers:
@@ -405,7 +406,7 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
         layer_dir = sdir / f"h{layer}"
         table_path = layer_dir / "coalitions.csv"
         if table_path.is_file() and (layer_dir / "coalitions.key").is_file() \
-                and (layer_dir / "coalitions.key").read_text().strip() == part_key:
+                and (layer_dir / "coalitions.key").read_text().strip() == config_hash([part_key, methods]):
             frames.append(pd.read_csv(table_path))
             continue
         with clock("record", seed, setting, layer):
@@ -436,7 +437,7 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
         with atomic_write(table_path) as fh:
             table.to_csv(fh, index=False)
         with atomic_write(layer_dir / "coalitions.key") as fh:
-            fh.write(part_key + "\n")
+            fh.write(config_hash([part_key, methods]) + "\n")  # a new method list recomputes the table
         frames.append(table)
     coalitions = pd.concat(frames, ignore_index=True)
     long = coalitions.melt(

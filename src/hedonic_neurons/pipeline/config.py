@@ -38,6 +38,7 @@ __all__ = [
     "METRICS",
     "TASKS",
     "VALUATIONS",
+    "AshgConfig",
     "DataConfig",
     "DiscoveryConfig",
     "EvaluationConfig",
@@ -194,6 +195,21 @@ class PacConfig:
 
 
 @dataclass(frozen=True)
+class AshgConfig:
+    """Best-response dynamics of the additively separable game (method ``nash_stable``;
+    docs/method.md §5.6, :func:`hedonic_neurons.game.nash_stable_partition`).
+
+    ``max_sweeps`` caps the sweeps (symmetric φ converges well before; a partition that did
+    not converge says so in its ``meta`` and the report). ``order``: ``"random"`` visits the
+    players in a fresh permutation per sweep drawn from the study's seed, ``"index"`` in
+    index order (then the partition does not depend on the seed).
+    """
+
+    max_sweeps: int = 200
+    order: Literal["random", "index"] = "random"
+
+
+@dataclass(frozen=True)
 class DiscoveryConfig:
     """Coalition discovery: layers, valuations, partition algorithms, baselines, seeds.
 
@@ -202,13 +218,16 @@ class DiscoveryConfig:
     layers : tuple[int, ...]
         Blocks to study (must lie inside ``lora.layers``).
     valuations : tuple of {"oca", "pas_exact", "pas_second_order", "null"}
-    methods : tuple of {"top_cover", "pac_top_cover"}
-        Exact Top Covering needs the full φ (fine); PAC-Top-Cover samples.
+    methods : tuple of {"pac_top_cover", "top_cover", "nash_stable"}
+        Exact Top Covering needs the full φ (fine); PAC-Top-Cover samples; ``nash_stable``
+        is the additively separable game's Nash-stable partition (§5.6; ``k``, ``emit`` and
+        ``pac`` do not apply to it, ``ashg`` does).
     k : int
         Top-k partners in choice sets (3 in the paper).
     emit : {"smallest", "all"}
         Which sink SCCs a round emits (docs/method.md §5).
     pac : PacConfig
+    ashg : AshgConfig
     baselines : tuple of {"random", "kmeans", "hierarchical"}
         Matched to every hedonic partition (same number of coalitions; Random also the
         size histogram).
@@ -228,6 +247,7 @@ class DiscoveryConfig:
     k: int = 3
     emit: Literal["smallest", "all"] = "smallest"
     pac: PacConfig = field(default_factory=PacConfig)
+    ashg: AshgConfig = field(default_factory=AshgConfig)
     baselines: tuple[Baseline, ...] = ("random", "kmeans", "hierarchical")
     seeds: tuple[int, ...] = (0, 1, 2)
     match_baselines: Literal["first", "all"] = "first"
@@ -393,6 +413,7 @@ def _check_semantics(cfg: StudyConfig) -> None:
          f"expected 1 <= omega <= m, got omega={p.omega}, m={p.m}.")
     need(0 < p.epsilon < 1, "discovery.pac.epsilon", f"expected a number in (0, 1), got {p.epsilon}.")
     need(0 < p.delta < 1, "discovery.pac.delta", f"expected a number in (0, 1), got {p.delta}.")
+    need(d.ashg.max_sweeps >= 1, "discovery.ashg.max_sweeps", f"expected an integer >= 1, got {d.ashg.max_sweeps}.")
     f = cfg.finetune
     need(f.lr > 0, "finetune.lr", f"expected a positive learning rate, got {f.lr}.")
     need(f.batch_size >= 1, "finetune.batch_size", f"expected an integer >= 1, got {f.batch_size}.")

@@ -17,10 +17,13 @@ from .. import vocab
 from .cache import StageCache, Unit
 from .config import StudyConfig, to_dict
 
-__all__ = ["NULL_SEED", "PartitionKey", "PartitionRef", "StudyPlan", "build_plan", "describe_plan", "model_name"]
+__all__ = ["K_SWEEP", "NULL_SEED", "PartitionKey", "PartitionRef", "StudyPlan", "build_plan", "describe_plan", "model_name"]
 
 #: Seed of the null valuation (docs/method.md §3): fixed, so it is the same φ for every seed.
 NULL_SEED = 12345
+
+#: Values of k of the closure diagnostics' k-sweep (exact Top Covering; docs/method.md §5.5).
+K_SWEEP: tuple[int, ...] = (1, 2, 3, 5, 8)
 
 
 @dataclass(frozen=True, order=True)
@@ -81,7 +84,10 @@ class StudyPlan:
 
     ``valuation`` is keyed by ``(layer, valuation)``; ``partitions``, ``stability``,
     ``evaluation`` and ``ood`` by :class:`PartitionKey`; ``baselines`` by the key of the
-    hedonic partition they are matched to; ``tracking`` by ``(label, seed)``.
+    hedonic partition they are matched to; ``tracking`` by ``(label, seed)``; the closure
+    diagnostics (docs/method.md §5.5) ``closure`` by the hedonic :class:`PartitionKey` and
+    ``k_sweep`` by ``(layer, valuation)``. Partitions of a method that is not top-responsive
+    (``nash_stable``) have no ``stability`` unit: no blocking rate applies to them.
     """
 
     cfg: StudyConfig
@@ -98,6 +104,8 @@ class StudyPlan:
     evaluation: dict[PartitionKey, Unit] = field(default_factory=dict)
     ood: dict[PartitionKey, Unit] = field(default_factory=dict)
     tracking: dict[tuple[str, int], Unit] = field(default_factory=dict)
+    closure: dict[PartitionKey, Unit] = field(default_factory=dict)
+    k_sweep: dict[tuple[int, str], Unit] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -108,7 +116,7 @@ class StudyPlan:
         out = [self.data, self.model, self.capture, self.capture_ood]
         seen = {u.key for u in out}
         for d in (self.valuation, self.hedonic, self.stability, self.baselines, self.evaluation, self.ood,
-                  self.tracking):
+                  self.tracking, self.closure, self.k_sweep):
             for u in d.values():
                 if u.key not in seen:
                     seen.add(u.key)
@@ -128,6 +136,16 @@ class StudyPlan:
 
     def phi_file(self, layer: int, valuation: str) -> Path:
         return self.valuation[(layer, valuation)].file("phi.safetensors")
+
+    def psi_source(self, layer: int) -> tuple[Unit | None, Path | None, str]:
+        """``(unit, file, kind)`` of the ψ behind the k-sweep's pooled Pair at ``layer`` (docs/method.md §5.5, §8.5).
+
+        ``kind`` is ``"in-sample"`` for the ``pas_exact`` φ (exact PAS on the layer-local
+        readout is ψ(i, j), eq. 7, on the inputs the partitions were found on), else ``"none"``.
+        """
+        if (layer, "pas_exact") in self.valuation:
+            return self.valuation[(layer, "pas_exact")], self.phi_file(layer, "pas_exact"), "in-sample"
+        return None, None, "none"
 
     def labels(self) -> list[str]:
         """Every method label of the tables, hedonic first."""
@@ -188,18 +206,33 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
                 label = vocab.method_label(v, m)
                 for seed in d.seeds:
                     pp: dict[str, Any] = {"phi": plan.valuation[(layer, v)].key, "method": m, "k": d.k, "emit": d.emit}
-                    if spec.seeded:
+                    if not spec.top_responsive:  # k, emit and pac do not apply (docs/method.md §5.6)
+                        pp = {"phi": pp["phi"], "method": m, "ashg": c["discovery"]["ashg"], "seed": seed}
+                    elif spec.seeded:
                         pp.update(pac=pac, seed=seed)
                     name = f"layer{layer}/{label}" + (f"/seed{seed}" if spec.seeded else "")
                     key = PartitionKey(layer, label, seed)
                     unit = cache.unit("partition", name, pp)
                     plan.hedonic[key] = unit
                     plan.partitions[key] = PartitionRef(unit, "partition.json")
+                    # closure diagnostics: the same algorithm on a null φ seeded by the study seed (§5.5)
+                    plan.closure[key] = cache.unit(
+                        "diagnostics", f"closure/layer{layer}/{label}/seed{seed}",
+                        {"partition": unit.key, **{k: v for k, v in pp.items() if k != "seed"}, "null_seed": seed})
+                    if not spec.top_responsive:  # no blocking rate: Nash/individual stability instead
+                        continue
                     plan.stability[key] = cache.unit(
                         "stability", f"layer{layer}/{label}/seed{seed}",
                         {"partition": unit.key, "phi": plan.valuation[(layer, v)].key, "k": d.k,
                          "size_range": list(d.pac.size_range), "n": cfg.evaluation.stability_samples,
                          "seed": seed, "epsilon": d.pac.epsilon, "delta": d.pac.delta})
+    for layer in layers:
+        psi_unit, _, psi_kind = plan.psi_source(layer)
+        for v in d.valuations:
+            plan.k_sweep[(layer, v)] = cache.unit(
+                "diagnostics", f"k_sweep/layer{layer}/{v}",
+                {"phi": plan.valuation[(layer, v)].key, "ks": list(K_SWEEP),
+                 "psi": None if psi_unit is None else psi_unit.key, "psi_kind": psi_kind})
     refs = [vocab.method_label(v, m) for v in d.valuations for m in d.methods]
     if d.match_baselines == "first":
         refs = refs[:1]

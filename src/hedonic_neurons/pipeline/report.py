@@ -231,6 +231,9 @@ def write_report(study: StudyResults) -> Path:
     add(("table", stab_df))
 
     blocks.extend(evidence_blocks(study))
+    from .report_diagnostics import closure_blocks  # closure diagnostics and ASHG stability (§5.5–§5.6)
+
+    blocks.extend(closure_blocks(study))
     add(("h2", "Coalition size distributions"))
     for layer in d.layers:
         parts: dict[str, Partition] = {k.label: p for k, p in study.partitions.items()

@@ -35,10 +35,11 @@ from ..partition import Partition
 from ..provenance import provenance
 from .config import StudyConfig
 from .executor import Job, run_units
-from .plan import NULL_SEED, PartitionKey, StudyPlan, build_plan, model_name
+from .plan import K_SWEEP, NULL_SEED, PartitionKey, StudyPlan, build_plan, model_name
 from .report import write_frame, write_report
 from .stages.baselines import work_baselines
 from .stages.capture import encode, stage_capture
+from .stages.diagnostics import work_closure, work_k_sweep
 from .stages.data import load_study_tokenizer, stage_data
 from .stages.evaluate import stage_ood, work_evaluation
 from .stages.finetune import load_study_model, stage_model
@@ -85,6 +86,12 @@ class StudyResults:
         Units computed in this call and units taken from the cache.
     report : pathlib.Path or None
         ``report.md`` once written (``report.html`` next to it).
+    closure : pandas.DataFrame
+        Closure diagnostics (docs/method.md §5.5), one row per hedonic partition: ``layer,
+        method, seed`` and :data:`.stages.diagnostics.CLOSURE_FIELDS` (``artifacts/closure.csv``).
+    k_sweep : pandas.DataFrame
+        Exact Top Covering over k, one row per layer, valuation and k: ``layer, valuation``
+        and :data:`.stages.diagnostics.K_SWEEP_COLUMNS` (``artifacts/k_sweep.csv``).
     """
 
     cfg: StudyConfig
@@ -101,6 +108,8 @@ class StudyResults:
     executed: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     report: Path | None = None
+    closure: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    k_sweep: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
 
 #: The name of the results value before the split (kept for callers).
@@ -190,16 +199,29 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
 
     _say(progress, "stage 5/9 hedonic partitions")
     jobs: list[Job] = []
+    common: dict[str, Any] = {"k": d.k, "emit": d.emit, "m": d.pac.m, "omega": d.pac.omega,
+                              "size_range": list(d.pac.size_range), "sampler": d.pac.sampler,
+                              "max_sweeps": d.ashg.max_sweeps, "order": d.ashg.order}
     for key, u in plan.hedonic.items():
         v, m = vocab.parse_method_label(key.method)
         seeded = vocab.PARTITION_METHODS[m].seeded
         meta = {"label": key.method, "layer": key.layer, "valuation": v, "method": m,
                 "seed": key.seed if seeded else None, "model": cfg.model.base, "task": cfg.task,
                 "config_hash": cfg.hash()}
-        options = {"k": d.k, "emit": d.emit, "m": d.pac.m, "omega": d.pac.omega,
-                   "size_range": list(d.pac.size_range), "sampler": d.pac.sampler, "seed": key.seed}
+        options = {**common, "seed": key.seed}
         jobs.append((u, work_partition, (str(plan.phi_file(key.layer, v)), m, options, meta)))
     parallel("partitions", jobs)
+
+    _say(progress, "closure diagnostics: each hedonic algorithm on a null φ, and a k-sweep (docs/method.md §5.5)")
+    diag: list[Job] = [(u, work_closure, (str(plan.phi_file(key.layer, vocab.parse_method_label(key.method)[0])),
+                                          str(plan.partition_file(key)), vocab.parse_method_label(key.method)[1],
+                                          common, key.seed))
+                       for key, u in plan.closure.items()]
+    diag += [(u, work_k_sweep, (str(plan.phi_file(layer, v)),
+                                None if plan.psi_source(layer)[1] is None else str(plan.psi_source(layer)[1]),
+                                plan.psi_source(layer)[2], list(K_SWEEP)))
+             for (layer, v), u in plan.k_sweep.items()]
+    parallel("diagnostics", diag)
 
     if "stability" in cfg.evaluation.metrics:
         _say(progress, "stage 6/9 stability: measured blocking rate of every hedonic partition")
@@ -304,7 +326,29 @@ def _results(plan: StudyPlan) -> pd.DataFrame:
             st = read_json(u.file("stability.json"))
             add(key, "epsilon_hat", st["epsilon"])
             add(key, "epsilon_upper", st["upper"])
+    for key, u in plan.closure.items():  # largest_share itself comes with the evaluation's shape metrics
+        if u.done:
+            add(key, "null_largest_share", read_json(u.file("closure.json"))["null_largest_share"])
     return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+
+def _diagnostics(plan: StudyPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The closure diagnostics (one row per hedonic partition) and the k-sweeps (docs/method.md §5.5)."""
+    from .stages.diagnostics import CLOSURE_FIELDS, K_SWEEP_COLUMNS
+
+    rows = [{"layer": key.layer, "method": key.label, "seed": key.seed, **read_json(u.file("closure.json"))}
+            for key, u in plan.closure.items() if u.done]
+    closure = pd.DataFrame(rows, columns=["layer", "method", "seed", *CLOSURE_FIELDS])
+    frames = []
+    for (layer, v), u in plan.k_sweep.items():
+        if u.done:
+            df = pd.read_csv(u.file("k_sweep.csv"))
+            df.insert(0, "valuation", v)
+            df.insert(0, "layer", layer)
+            frames.append(df)
+    sweep = (pd.concat(frames, ignore_index=True) if frames
+             else pd.DataFrame(columns=["layer", "valuation", *K_SWEEP_COLUMNS]))
+    return closure, sweep
 
 
 def _transitions(plan: StudyPlan) -> pd.DataFrame:
@@ -334,7 +378,7 @@ def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyRe
     """Read the finished units into a :class:`StudyResults` and export the artifacts tree.
 
     Writes ``artifacts/results.{csv,parquet}``, ``artifacts/transitions.{csv,parquet}``,
-    hard links of partitions, φ, records and transitions under ``artifacts/``, Sankey
+    ``artifacts/closure.{csv,parquet}``, ``artifacts/k_sweep.{csv,parquet}``, hard links of partitions, φ, records and transitions under ``artifacts/``, Sankey
     figures under ``figures/`` and ``artifacts/manifest.json``.
     """
     cfg, run = plan.cfg, plan.run_dir
@@ -343,6 +387,9 @@ def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyRe
     results, transitions = _results(plan), _transitions(plan)
     write_frame(results, art / "results")
     write_frame(transitions, art / "transitions")
+    closure, sweep = _diagnostics(plan)
+    write_frame(closure, art / "closure")
+    write_frame(sweep, art / "k_sweep")
     manifest: dict[str, Any] = {"partitions": {}, "phi": {}, "records": {}, "transitions": {}}
     partitions: dict[PartitionKey, Partition] = {}
     for key, ref in plan.partitions.items():
@@ -394,4 +441,4 @@ def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyRe
             compute[u.stage] = (n + 1, s + plan.cache.seconds(u))
     return StudyResults(cfg, run, tuple(plan.labels()), results, transitions, partitions, pd.DataFrame(stab_rows),
                         read_json(mj) if mj.is_file() else None, tuple(sankeys), dict(timings or {}), compute,
-                        tuple(plan.cache.executed), tuple(plan.cache.reused))
+                        tuple(plan.cache.executed), tuple(plan.cache.reused), closure=closure, k_sweep=sweep)
