@@ -18,6 +18,7 @@ Plain NumPy (pandas for the table); no torch.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -39,16 +40,25 @@ if TYPE_CHECKING:
 __all__ = ["CLOSURE_METHODS", "closure_null_share", "k_sweep", "null_phi_like", "pooled_pair"]
 
 CLOSURE_METHODS = ("top_cover", "pac_top_cover", "nash_stable")
-"""Partitioners that :func:`closure_null_share` can rerun on a null φ (the names of
-:data:`hedonic_neurons.vocab.PARTITION_METHODS`)."""
+"""The package's partitioners that :func:`closure_null_share` reruns on a null φ (any other
+method registered in :data:`hedonic_neurons.vocab.PARTITION_METHODS` is accepted too)."""
 
 _ALGORITHMS: dict[str, Callable[..., Partition]] = {
     "top_cover": top_cover, "pac_top_cover": pac_top_cover, "nash_stable": nash_stable_partition,
 }
-#: Algorithms that take ``k`` (top-responsive); the others ignore it.
-_TAKES_K = ("top_cover", "pac_top_cover")
-#: Algorithms whose own ``seed`` defaults to the null's seed.
-_SEEDED = ("pac_top_cover", "nash_stable")
+
+
+def _algorithm(method: str) -> tuple[Callable[..., Partition], bool]:
+    """``(function, top_responsive)`` of a partition method of the vocabulary."""
+    from .. import vocab
+
+    if method not in vocab.PARTITION_METHODS:
+        raise InputError(f"method: expected one of {vocab.names('method')}, got {method!r}.")
+    spec = vocab.PARTITION_METHODS[method]
+    if method in _ALGORITHMS:
+        return _ALGORITHMS[method], spec.top_responsive
+    module, _, attr = spec.function.partition(":")
+    return getattr(importlib.import_module(module), attr), spec.top_responsive
 
 
 def null_phi_like(phi: Any, seed: int | np.random.Generator) -> np.ndarray:
@@ -105,14 +115,16 @@ def closure_null_share(
     ----------
     phi : array_like or SynergyMatrix, shape (n, n)
         The real valuation matrix; the null is ``null_phi_like(phi, seed)``.
-    method : {"top_cover", "pac_top_cover", "nash_stable"}
-        The algorithm of the partition being diagnosed.
+    method : {"top_cover", "pac_top_cover", "nash_stable"} or another registered method
+        The algorithm of the partition being diagnosed (a name of
+        :data:`hedonic_neurons.vocab.PARTITION_METHODS`).
     k : int or None
         Its number of top partners (required for the top-responsive ``top_cover`` and
-        ``pac_top_cover``; ignored by ``nash_stable``, whose utilities sum over every member).
+        ``pac_top_cover``; ignored by ``nash_stable``, whose utilities sum over every member,
+        and by any method registered with ``top_responsive=False``).
     seed : int or numpy.random.Generator
         Seed of the null permutation; also the algorithm's ``seed`` (``pac_top_cover``,
-        ``nash_stable``) unless given in ``kw``.
+        ``nash_stable``: any algorithm with a ``seed`` argument) unless given in ``kw``.
     **kw
         Further arguments of the algorithm (e.g. ``m``, ``omega``, ``size_range``,
         ``sampler`` for ``pac_top_cover``; ``max_sweeps``, ``order`` for ``nash_stable``);
@@ -137,19 +149,18 @@ def closure_null_share(
     >>> 0 < closure_null_share(phi, "nash_stable", seed=1) <= 1
     True
     """
-    if method not in _ALGORITHMS:
-        raise InputError(f"method: expected one of {CLOSURE_METHODS}, got {method!r}.")
-    fn = _ALGORITHMS[method]
+    fn, top_responsive = _algorithm(method)
+    params = set(inspect.signature(fn).parameters)
     args: dict[str, Any] = {}
-    if method in _TAKES_K:
+    if top_responsive:
         if k is None:
             raise InputError(f"k: {method} is top-responsive and needs its number of top partners, got None.")
         args["k"] = check_k(k)
-    allowed = set(inspect.signature(fn).parameters) - {"phi", "k"}
+    allowed = params - {"phi", "k"}
     unknown = sorted(set(kw) - allowed)
     if unknown:
         raise InputError(f"closure_null_share: {unknown} are not arguments of {method}; valid: {sorted(allowed)}.")
-    if method in _SEEDED and "seed" not in kw:
+    if "seed" in params and "seed" not in kw:
         kw = {**kw, "seed": seed if isinstance(seed, (int, np.integer)) else as_generator(seed)}
     null = null_phi_like(phi, seed)
     part: Partition = fn(null, **args, **kw)

@@ -28,7 +28,7 @@ from .. import vocab
 if TYPE_CHECKING:  # pragma: no cover
     from .study import StudyResults
 
-__all__ = ["closure_blocks", "closure_table", "k_sweep_table", "nash_table"]
+__all__ = ["LARGE_SHARE", "NEAR_NULL", "closure_blocks", "closure_table", "k_sweep_table", "nash_table"]
 
 Block = tuple[str, Any]
 
@@ -38,6 +38,10 @@ _PSI_TEXT = {
     "none": "no ψ: pas_exact is not among the valuations",
 }
 
+
+#: A largest coalition this large (share of the layer) and at most NEAR_NULL above the null's is listed.
+LARGE_SHARE = 0.25
+NEAR_NULL = 0.05
 
 _PSI_SHORT = {"held-out": "held-out ψ", "in-sample": "in-sample ψ", "none": "no ψ"}
 
@@ -128,9 +132,11 @@ def closure_blocks(study: StudyResults) -> list[Block]:
     table = closure_table(closure)
     if not table.empty:
         out.append(("table", table))
-        near = closure[closure["largest_share"] <= closure["null_largest_share"] + 0.05]
+        near = closure[(closure["largest_share"] >= LARGE_SHARE)
+                       & (closure["largest_share"] <= closure["null_largest_share"] + NEAR_NULL)]
         if not near.empty:
-            out.append(("p", "Largest coalition no more than 5 pp above the same algorithm on the null φ "
+            out.append(("p", f"Largest coalition of at least {LARGE_SHARE:.0%} of the layer and no more than "
+                             f"{100 * NEAR_NULL:.0f} pp above the same algorithm on the null φ — mostly the game "
                              f"({len(near)} of {len(closure)} partitions):"))
             out.append(("ul", [f"layer {int(r['layer'])}, {vocab.display_label(r['method'])}, seed {int(r['seed'])}: "
                                f"{_pct(r['largest_share'])} vs {_pct(r['null_largest_share'])} on the null"
