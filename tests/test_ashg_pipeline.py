@@ -306,3 +306,21 @@ def test_report_sections_show_the_artifact_numbers(study) -> None:
         assert table["singletons"] == [str(int(x)) for x in df["n_singletons"]]
         assert table["pooled Pair"] == ["n/a" if pd.isna(x) else f"{x:.4g}" for x in df["pooled_pair"]]
     assert re.search(r"ψ: (held-out ψ|in-sample ψ: exact PAS on the capture set)", text)
+
+
+def test_closure_null_share_of_nash_stable_is_the_dynamics_on_the_null() -> None:
+    from hedonic_neurons.game import null_phi_like
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(60, 60))
+    phi = a + a.T
+    got = closure_null_share(phi, "nash_stable", seed=3, max_sweeps=50)
+    ref = nash_stable_partition(null_phi_like(phi, 3), seed=3, max_sweeps=50).summary().largest_share
+    assert got == ref and closure_null_share(phi, "nash_stable", 99, seed=3, max_sweeps=50) == got  # k ignored
+    # a method registered later is diagnosed through the vocabulary
+    spec = vocab.PartitionMethodSpec("toy_closure", "toy", "_toyc", "hedonic_neurons.game:top_cover", options=("k",))
+    vocab.register_partition_method(spec)
+    try:
+        assert closure_null_share(phi, "toy_closure", 2, seed=1) == closure_null_share(phi, "top_cover", 2, seed=1)
+    finally:
+        vocab.PARTITION_METHODS.pop("toy_closure")
