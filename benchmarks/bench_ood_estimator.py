@@ -128,6 +128,9 @@ def report(name: str, model: Any, batches: list[dict[str, torch.Tensor]], layer:
     t_full, t_replay = interleaved_saving(model, batches[0], layer, members, repeats)
     print(f"one batch, interleaved medians of {repeats}: full forward {t_full * 1e3:.1f} ms, suffix replay "
           f"{t_replay * 1e3:.1f} ms: prefix reuse saves {t_full / t_replay:.2f}x")
+    nb = len(batches)  # the same medians extrapolated: the prefix pass once per batch, one replay per coalition
+    print(f"from these medians, all K: exact with prefix reuse ≈ {nb * (t_full + K * t_replay):.1f} s, full forward ≈ "
+          f"{nb * K * t_full:.1f} s; estimate vs exact ≈ {nb * (t_full + K * t_replay) / res.seconds_estimate:.0f}x")
     print(f"-MSE drop on {S} coalitions: Spearman {res.spearman:.4f}, mean |err| {res.abs_error:.3g}, "
           f"max |err| {res.max_abs_error:.3g}, relative {res.rel_error:.3g}, score-change relative error "
           f"{res.score_rel_error:.3g}; mean |exact drop| {np.abs(res.drop_exact).mean():.3g}")
