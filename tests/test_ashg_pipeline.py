@@ -305,7 +305,7 @@ def test_report_sections_show_the_artifact_numbers(study) -> None:
         assert table["coalitions"] == [str(int(x)) for x in df["n_coalitions"]]
         assert table["singletons"] == [str(int(x)) for x in df["n_singletons"]]
         assert table["pooled Pair"] == ["n/a" if pd.isna(x) else f"{x:.4g}" for x in df["pooled_pair"]]
-    assert re.search(r"ψ: (held-out ψ|in-sample ψ: exact PAS on the capture set)", text)
+    assert re.search(r"ψ: (held-out ψ: exact PAS on the held-out part|in-sample ψ: exact PAS on the capture set)", text)
 
 
 def test_closure_null_share_of_nash_stable_is_the_dynamics_on_the_null() -> None:

@@ -33,7 +33,8 @@ __all__ = ["LARGE_SHARE", "NEAR_NULL", "closure_blocks", "closure_table", "k_swe
 Block = tuple[str, Any]
 
 _PSI_TEXT = {
-    "held-out": "held-out ψ",
+    "held-out": "held-out ψ: exact PAS on the held-out part of the capture set (queries φ and the partitions "
+                "never saw)",
     "in-sample": "in-sample ψ: exact PAS on the capture set, the inputs the partitions were found on",
     "none": "no ψ: pas_exact is not among the valuations",
 }
