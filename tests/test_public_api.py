@@ -16,8 +16,24 @@ PUBLIC = {
                         "__version__"],
     "hedonic_neurons.game": ["top_cover", "pac_top_cover", "blocking_rate", "is_core_stable", "internally_stable",
                              "top_partners", "choice_set", "utility", "preference_key", "coalition_value",
-                             "TopCover", "PACTopCover"],
-    "hedonic_neurons.baselines": ["random_partition", "spherical_kmeans", "hierarchical", "matched_baselines"],
+                             "TopCover", "PACTopCover", "nash_stable_partition", "is_nash_stable",
+                             "is_individually_stable", "NashStable"],
+    "hedonic_neurons.game.diagnostics": ["null_phi_like", "closure_null_share", "k_sweep"],
+    "hedonic_neurons.vocab": ["check", "method_label", "parse_method_label", "register_partition_method"],
+    "hedonic_neurons.evaluation": ["evaluate_synergy", "evaluate_alignment", "evaluate_predictivity", "evaluate_ood",
+                                   "evaluate_partition"],
+    "hedonic_neurons.metrics": ["pair_null_test"],
+    "hedonic_neurons.metrics.nulls": ["pair_null_test", "pooled_pair", "pooled_pair_null", "size_matched_null",
+                                      "size_matched_null_batch", "benjamini_hochberg"],
+    "hedonic_neurons.metrics.crossrun": ["load_runs", "paper_table", "paired_tests", "write_tables"],
+    "hedonic_neurons.explorer": ["write_artifacts", "read_artifacts", "build_explorer"],
+    "hedonic_neurons.models.smollm2": ["fetch", "path"],
+    "hedonic_neurons.models.attribution": ["neuron_attributions", "estimate_coalition_scores",
+                                           "exact_coalition_scores", "coalition_scores"],
+    "hedonic_neurons.metrics.ood_estimate": ["estimated_ood_drop", "verify_estimates", "stratified_coalition_sample",
+                                             "metric_drops"],
+    "hedonic_neurons.baselines": ["random_partition", "spherical_kmeans", "hierarchical", "matched_baselines",
+                                  "RandomPartition", "SphericalKMeans", "Hierarchical"],
     "hedonic_neurons.models": ["load_scalar_model", "architecture", "score", "encode_pairs", "load_tokenizer",
                                "load_records", "ablate", "local_readout", "final_readout", "FinetuneConfig"],
     "hedonic_neurons.models.capture": ["capture", "load_records"],
@@ -59,7 +75,9 @@ TORCH_FREE = ("hedonic_neurons", "hedonic_neurons.game", "hedonic_neurons.baseli
               "hedonic_neurons.synergy", "hedonic_neurons.tracking", "hedonic_neurons.metrics.stats",
               "hedonic_neurons.metrics.tables", "hedonic_neurons.metrics.alignment",
               "hedonic_neurons.metrics.predictivity", "hedonic_neurons.ir", "hedonic_neurons.pipeline.config",
-              "hedonic_neurons.models")
+              "hedonic_neurons.models", "hedonic_neurons.vocab", "hedonic_neurons.game.diagnostics",
+              "hedonic_neurons.metrics.nulls", "hedonic_neurons.metrics.crossrun", "hedonic_neurons.explorer",
+              "hedonic_neurons.metrics.ood_estimate")
 
 
 def test_numpy_layers_run_with_torch_unimportable() -> None:
