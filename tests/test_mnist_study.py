@@ -56,13 +56,14 @@ def test_command_writes_every_table_and_figure_and_resumes(tmp_path: Path, capsy
     assert html.count("data:image/png;base64,") == len(figures)
     assert (out / "report.md").is_file()
     layer_dir = out / "seed0" / "trained" / "h2"
-    for name in ("record.safetensors", "phi_pas.safetensors", "phi_oca.safetensors", "players.safetensors",
+    for name in ("discovery/record.safetensors", "discovery/phi_pas.safetensors", "discovery/phi_oca.safetensors",
+                 "heldout/record.safetensors", "heldout/phi_pas.safetensors", "heldout/players.safetensors",
                  "partitions/hedonic_pas.json", "partitions/hedonic_pas_topcover.json",
                  "partitions/hierarchical.json"):
         assert (layer_dir / name).is_file(), name
     # a re-run with the same out dir reuses models and valuations
     model_path = out / "seed0" / "trained" / "model.safetensors"
-    stamps = {p: os.stat(p).st_mtime_ns for p in (model_path, layer_dir / "phi_pas.safetensors",
+    stamps = {p: os.stat(p).st_mtime_ns for p in (model_path, layer_dir / "discovery" / "phi_pas.safetensors",
                                                    out / "seed0" / "shuffled" / "model.safetensors")}
     assert main([*ARGS, "--out", str(out)]) == 0
     assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps

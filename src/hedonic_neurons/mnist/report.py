@@ -6,9 +6,17 @@ and Ratio are undefined for singletons, which are left out of those two columns 
 (their count is reported). When there are at least two seeds, a 95% t-interval over the
 per-seed means is reported as well (``metrics.stats.mean_ci``).
 
+The report opens with the **verdict** (:func:`verdict`; docs/method.md §8.5): for each
+valuation × partition method on the trained network, is its held-out Pair larger than that of
+size-matched random partitions and than each baseline's? Paired over ``(seed, layer)``
+(:func:`hedonic_neurons.metrics.crossrun.paired_tests`: mean difference with its 95%
+t-interval, two-sided paired t-test, Cohen's d_z), on the pooled held-out Pair (every
+within-coalition pair counts once, so a giant coalition weighs by its pairs) and on the mean
+held-out Pair over coalitions.
+
 Plotting lives in functions that take arrays and return a figure; :func:`write_report`
-writes ``table{7,8,9}.{md,csv}``, ``figures/*.png``, ``report.md`` and a self-contained
-``report.html`` (PNGs embedded as base64).
+writes ``verdict.{md,csv}``, ``table{7,8,9}.{md,csv}``, ``figures/*.png``, ``report.md`` and a
+self-contained ``report.html`` (PNGs embedded as base64).
 """
 
 from __future__ import annotations
@@ -27,7 +35,17 @@ from ..figures import save_png
 from ..io import atomic_write
 from ..partition import Partition
 from .metrics import coalition_activation, top_k_indices
-from .study import METHOD_LABELS, REFERENCE, MnistStudyConfig, MnistStudyResult, load_study
+from .study import (
+    BASELINE_METHODS,
+    HEDONIC_METHODS,
+    METHOD_LABELS,
+    REFERENCE,
+    MnistStudyConfig,
+    MnistStudyResult,
+    heldout_split,
+    load_partitions,
+    load_study,
+)
 
 __all__ = [
     "Tables",
@@ -37,8 +55,16 @@ __all__ = [
     "table8",
     "table9",
     "top_activation_grid",
+    "verdict",
+    "verdict_lines",
     "write_report",
 ]
+
+#: Method name of the size-matched null in :func:`verdict` (random partitions with the method's
+#: own size histogram; per unit the mean of ``null_draws`` of them).
+SIZE_MATCHED = "size_matched_random"
+#: The partition-level metrics the verdict tests, primary first.
+VERDICT_METRICS: tuple[str, ...] = ("pair_pooled_heldout", "pair_heldout")
 
 SETTING_LABELS = {"trained": "Trained MLP", "random_init": "Random Init", "shuffled": "Label-Shuffled"}
 Tables = dict[str, pd.DataFrame]
@@ -133,6 +159,104 @@ def table9(coalitions: pd.DataFrame, layer: int) -> pd.DataFrame:
         row["n_coalitions"] = len(m)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def verdict(partitions: pd.DataFrame) -> pd.DataFrame:
+    """Each hedonic method against size-matched random partitions and each baseline (held-out Pair).
+
+    Parameters
+    ----------
+    partitions : pandas.DataFrame
+        The study's per-partition table (``partitions.csv``): ``seed, setting, layer, method,
+        pair_pooled_heldout, pair_pooled_null, pair_heldout, frac_sig_pair, ...``. Only the
+        trained network enters.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (method, metric, comparison): ``method, metric, baseline, n, mean,
+        baseline_mean, diff, diff_ci_low, diff_ci_high, t, p, cohens_dz, frac_sig_pair,
+        answer``. ``baseline`` is :data:`SIZE_MATCHED` (for ``pair_pooled_heldout`` the unit's
+        null mean; for ``pair_heldout`` each coalition's null mean averaged like the metric) or a
+        baseline method. ``answer`` is ``"better"`` when the 95% interval of the mean difference
+        lies above 0, ``"worse"`` below 0, ``"no detectable difference"`` when it covers 0, and
+        ``"undetermined (n < 2)"`` with fewer than two paired units.
+    """
+    from ..metrics.crossrun import paired_tests
+
+    need = {"seed", "setting", "layer", "method", "pair_pooled_heldout", "pair_pooled_null", "pair_heldout",
+            "pair_heldout_null", "frac_sig_pair"}
+    missing = need - set(partitions.columns)
+    if missing:
+        raise InputError(f"partitions: missing columns {sorted(missing)}; expected the study's partitions.csv.")
+    sub = partitions[partitions["setting"] == "trained"]
+    present = list(dict.fromkeys(sub["method"]))
+    hedonic = [m for m in HEDONIC_METHODS if m in present]
+    baselines = [b for b in BASELINE_METHODS if b in present]
+    rows: list[pd.DataFrame] = []
+    for method in hedonic:
+        own = sub[sub["method"] == method]
+        frames = [sub[sub["method"].isin([method, *baselines])]]
+        frames.append(own.assign(method=SIZE_MATCHED, pair_pooled_heldout=own["pair_pooled_null"],
+                                 pair_heldout=own["pair_heldout_null"]))
+        units = pd.concat(frames, ignore_index=True)
+        long = units.melt(id_vars=["seed", "layer", "method"], value_vars=list(VERDICT_METRICS),
+                          var_name="metric", value_name="value").assign(model="mnist_mlp", task="digits")
+        for metric in VERDICT_METRICS:
+            tests = paired_tests(long, metric, method, baselines=[SIZE_MATCHED, *baselines], pooled=False)
+            tests = tests.drop(columns=["model", "task"])
+            tests["frac_sig_pair"] = float(own["frac_sig_pair"].mean())
+            rows.append(tests)
+    if not rows:
+        return pd.DataFrame(columns=["method", "metric", "baseline", "n", "mean", "baseline_mean", "diff",
+                                     "diff_ci_low", "diff_ci_high", "t", "p", "cohens_dz", "frac_sig_pair", "answer"])
+    out = pd.concat(rows, ignore_index=True)
+    out["answer"] = [("undetermined (n < 2)" if n < 2 or not np.isfinite(lo) else
+                      "better" if lo > 0 else "worse" if hi < 0 else "no detectable difference")
+                     for n, lo, hi in zip(out["n"], out["diff_ci_low"], out["diff_ci_high"])]
+    return out[["method", "metric", "baseline", "n", "mean", "baseline_mean", "diff", "diff_ci_low",
+                "diff_ci_high", "t", "p", "cohens_dz", "frac_sig_pair", "answer"]]
+
+
+def _label(method: str) -> str:
+    return "size-matched random" if method == SIZE_MATCHED else METHOD_LABELS.get(method, method)
+
+
+def verdict_lines(table: pd.DataFrame) -> list[str]:
+    """The verdict in words, one bullet per hedonic method (primary metric: pooled held-out Pair)."""
+    lines: list[str] = []
+    prim = table[table["metric"] == VERDICT_METRICS[0]]
+    for method, grp in prim.groupby("method", sort=False):
+        parts = []
+        for _, r in grp.iterrows():
+            parts.append(f"{r['answer']} than {_label(r['baseline'])} "
+                         f"({r['diff']:+.3g} [{r['diff_ci_low']:+.3g}, {r['diff_ci_high']:+.3g}], p = {r['p']:.2g})"
+                         if r["answer"] in ("better", "worse") else
+                         f"{r['answer']} from {_label(r['baseline'])} "
+                         f"({r['diff']:+.3g} [{r['diff_ci_low']:+.3g}, {r['diff_ci_high']:+.3g}]"
+                         + (f", p = {r['p']:.2g})" if np.isfinite(r["p"]) else ")"))
+        first = grp.iloc[0]
+        lines.append(f"- **{_label(str(method))}** (pooled held-out Pair {first['mean']:.3g}, n = {int(first['n'])} "
+                     f"(seed, layer) units; {first['frac_sig_pair']:.0%} of its coalitions significantly above "
+                     f"size-matched random at FDR 5%): " + "; ".join(parts) + ".")
+    return lines
+
+
+def _format_verdict(table: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame()
+    out["Method"] = table["method"].map(_label)
+    out["Metric"] = table["metric"].map({"pair_pooled_heldout": "Pair (pooled, held-out)",
+                                         "pair_heldout": "Pair (mean, held-out)"})
+    out["vs"] = table["baseline"].map(_label)
+    out["n"] = table["n"]
+    out["method"] = table["mean"].map(lambda v: f"{v:.3g}")
+    out["other"] = table["baseline_mean"].map(lambda v: f"{v:.3g}")
+    out["diff [95% CI]"] = [f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]" for d, lo, hi in
+                            zip(table["diff"], table["diff_ci_low"], table["diff_ci_high"])]
+    out["p"] = table["p"].map(lambda v: f"{v:.2g}")
+    out["d_z"] = table["cohens_dz"].map(lambda v: f"{v:.2f}")
+    out["answer"] = table["answer"]
+    return out
 
 
 def _pm(mean: float, std: float, digits: int) -> str:
@@ -266,7 +390,9 @@ def _grids(out: Path, cfg: MnistStudyConfig, coalitions: pd.DataFrame) -> list[t
     if cfg.n_train is not None or cfg.n_test is not None:
         data = data.head(cfg.n_train, cfg.n_test)
     model, _ = load_model(model_path)
-    h = layer_activations(model, data.x_test)[layer - 1]
+    _, held = heldout_split(data.y_test, fraction=cfg.heldout_fraction, seed=cfg.heldout_seed)
+    x_held, y_held = data.x_test[held], data.y_test[held]  # the images the coalition metrics were measured on
+    h = layer_activations(model, x_held)[layer - 1]
     sel = coalitions[(coalitions["seed"] == seed) & (coalitions["setting"] == "trained") & (coalitions["layer"] == layer)]
     figures: list[tuple[str, Path]] = []
     for method, count in ((REFERENCE, cfg.grid_coalitions), ("hierarchical", 1)):
@@ -280,7 +406,7 @@ def _grids(out: Path, cfg: MnistStudyConfig, coalitions: pd.DataFrame) -> list[t
             top = top_k_indices(coalition_activation(h, members), cfg.grid_images)
             title = (f"{METHOD_LABELS[method]}, h{layer}, coalition {int(r['coalition'])} (|C|={int(r['size'])}): "
                      f"purity {r['purity']:.2f}, stroke {r['stroke']:.2f} ({r['stroke_template']})")
-            fig = top_activation_grid(data.x_test[top], data.y_test[top], title)
+            fig = top_activation_grid(x_held[top], y_held[top], title)
             path = save_png(fig, out / "figures" / f"grid_seed{seed}_h{layer}_{method}_c{int(r['coalition'])}.png")
             figures.append((title, path))
     return figures
@@ -321,6 +447,27 @@ def write_report(source: MnistStudyResult | str | Path, *, wall_seconds: float |
     }
     written: dict[str, Path] = {}
     md_parts = ["# MNIST study (App. I): hedonic coalitions of residual coordinates", ""]
+    partitions = load_partitions(out)
+    vtable = verdict(partitions)
+    with atomic_write(out / "verdict.csv") as fh:
+        vtable.to_csv(fh, index=False)
+    vpretty = _format_verdict(vtable)
+    n_held = partitions["n_tested"].sum()
+    verdict_intro = (
+        f"Are the hedonic coalitions more synergistic than chance? φ and every partition come from a discovery "
+        f"half of the test images; Pair is measured exactly on the other {cfg.heldout_fraction:.0%} "
+        f"(seed {cfg.heldout_seed}, stratified by digit). Each method's pooled held-out Pair is compared, paired over "
+        f"(seed, layer) of the trained network, with random partitions of its own size histogram "
+        f"({cfg.null_draws} draws per unit) and with each baseline: mean difference [95% t-interval], paired "
+        f"t-test p, Cohen's d_z. 'better' means the interval lies above 0. Coalitions are also tested one by one "
+        f"against {cfg.null_draws} random coalitions of their size (one-sided Monte-Carlo p, Benjamini-Hochberg "
+        f"at {cfg.alpha:g}; {int(n_held)} coalitions of size >= 2 tested in all settings).")
+    vlines = verdict_lines(vtable)
+    md_parts += ["## Verdict", "", verdict_intro, "", *(vlines or ["- (no hedonic partition on the trained network)"]),
+                 "", _markdown(vpretty) if not vpretty.empty else "(no rows)", ""]
+    with atomic_write(out / "verdict.md") as fh:
+        fh.write("\n".join(md_parts[2:]) + "\n")
+    written["verdict_csv"], written["verdict_md"] = out / "verdict.csv", out / "verdict.md"
     if command:
         md_parts += [f"Command: `{command}`", ""]
     if wall_seconds is not None:
@@ -328,6 +475,19 @@ def write_report(source: MnistStudyResult | str | Path, *, wall_seconds: float |
     acc = models.groupby("setting")["test_accuracy"].agg(["mean", "std", "count"]).reset_index()
     md_parts += ["## Networks (test accuracy)", "", _markdown(acc.round(4)), ""]
     html_tables = [("Networks (test accuracy)", acc.to_html(index=False, float_format=lambda v: f"{v:.4f}"))]
+    ev_cols = ["setting", "method", "pair_pooled", "pair_pooled_heldout", "pair_pooled_null", "pair_pooled_z",
+               "frac_sig_pair", "largest_share"]
+    evidence = (partitions.groupby(["setting", "method"], sort=False)[ev_cols[2:]].mean().reset_index()
+                .assign(method=lambda f: f["method"].map(_label)))
+    ev_caption = ("Partitions: pooled Pair in-sample (discovery half) and held-out, the size-matched null's mean, "
+                  "z, share of coalitions significant, largest coalition's share (means over seeds and layers)")
+    ev_pretty = evidence.copy()
+    for c in ("pair_pooled", "pair_pooled_heldout", "pair_pooled_null"):
+        ev_pretty[c] = ev_pretty[c].map(lambda v: f"{v:.3g}")
+    for c in ("pair_pooled_z", "frac_sig_pair", "largest_share"):
+        ev_pretty[c] = ev_pretty[c].map(lambda v: f"{v:.2f}")
+    md_parts += [f"## {ev_caption}", "", _markdown(ev_pretty), ""]
+    html_tables.append((ev_caption, ev_pretty.to_html(index=False)))
     for name, table in tables.items():
         pretty = format_table(name, table)
         with atomic_write(out / f"{name}.csv") as fh:
@@ -378,7 +538,10 @@ def write_report(source: MnistStudyResult | str | Path, *, wall_seconds: float |
     with atomic_write(out / "report.md") as fh:
         fh.write(md_text)
     written["report_md"] = out / "report.md"
-    body = ["<h1>MNIST study (App. I): hedonic coalitions of residual coordinates</h1>"]
+    body = ["<h1>MNIST study (App. I): hedonic coalitions of residual coordinates</h1>", "<h2>Verdict</h2>",
+            f"<p>{html.escape(verdict_intro)}</p><ul>"
+            + "".join(f"<li>{html.escape(line[2:].replace('**', ''))}</li>" for line in vlines) + "</ul>",
+            vpretty.to_html(index=False, escape=True)]
     if command:
         body.append(f"<p>Command: <code>{html.escape(command)}</code></p>")
     if wall_seconds is not None:

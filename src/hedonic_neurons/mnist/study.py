@@ -5,16 +5,21 @@ same network untrained) and ``"shuffled"`` (trained on permuted labels; the two 
 controls of Table 9):
 
 1. train (or initialise) the gated residual MLP (:mod:`.model`);
-2. per layer ``h_l``: build the :class:`~hedonic_neurons.records.LayerRecord` on the test
-   images (:func:`.players.layer_record`), the OCA matrix (weights = the next reader's
-   columns, :meth:`.model.GatedResidualMLP.reading_weights`), the exact PAS matrix, the
-   exact marginals ``psi(i)`` and the loss deltas ``Delta_i`` (App. I.3);
-3. partitions: PAC-Top-Cover on PAS and on OCA (the paper's Hedonic-PAS / Hedonic-OCA,
+2. split the test images into a *discovery* and an *evaluation* half (:func:`heldout_split`:
+   seeded, stratified by digit, disjoint; docs/method.md §8.5);
+3. per layer ``h_l`` and half: build the :class:`~hedonic_neurons.records.LayerRecord`
+   (:func:`.players.layer_record`), the exact PAS matrix, the exact marginals ``psi(i)`` and the
+   loss deltas ``Delta_i`` (App. I.3); on the discovery half also the OCA matrix (weights = the
+   next reader's columns, :meth:`.model.GatedResidualMLP.reading_weights`);
+4. partitions, from the discovery half only: PAC-Top-Cover on PAS and on OCA (the paper's Hedonic-PAS / Hedonic-OCA,
    App. I.4), exact Top Covering on both, the additively separable game's Nash-stable
    partition on both (docs/method.md §5.6), and the three baselines matched to Hedonic-PAS
-   (App. I.5);
-4. per coalition: ΔAcc, Pair, Ratio, purity, selectivity, sparsity, stroke alignment
-   (App. I.6; :mod:`.metrics`).
+   (App. I.5; clustered on the discovery activations);
+5. per coalition, on the evaluation half: ΔAcc, Pair, Ratio, purity, selectivity, sparsity,
+   stroke alignment (App. I.6; :mod:`.metrics`), the in-sample Pair/Ratio (discovery half) beside
+   them, and the held-out Pair against ``null_draws`` random coalitions of the same size
+   (:func:`hedonic_neurons.metrics.nulls.pair_null_test`); per partition the pooled held-out
+   Pair against random partitions with the same size histogram (``pooled_pair_null``).
 
 The controls are run on ``control_layer`` (h3) with Hedonic-PAS and the hierarchical
 baseline only. Every artifact is written atomically and reused on a re-run with the same
@@ -25,12 +30,13 @@ Output layout::
 
     out/config.json
     out/seed{s}/{setting}/model.safetensors
-    out/seed{s}/{setting}/h{l}/record.safetensors          LayerRecord
-    out/seed{s}/{setting}/h{l}/phi_{oca,pas}.safetensors   SynergyMatrix
-    out/seed{s}/{setting}/h{l}/players.safetensors         psi (marginals), loss_delta
-    out/seed{s}/{setting}/h{l}/partitions/{method}.json    Partition
+    out/seed{s}/{setting}/h{l}/{discovery,heldout}/record.safetensors    LayerRecord of each half
+    out/seed{s}/{setting}/h{l}/{discovery,heldout}/phi_pas.safetensors   SynergyMatrix (OCA: discovery)
+    out/seed{s}/{setting}/h{l}/{discovery,heldout}/players.safetensors   psi (marginals), loss_delta
+    out/seed{s}/{setting}/h{l}/partitions/{method}.json    Partition (from the discovery half)
     out/seed{s}/{setting}/h{l}/coalitions.csv              one row per coalition
-    out/coalitions.csv, out/results_long.csv               all rows; long format
+    out/seed{s}/{setting}/h{l}/partitions.csv              one row per partition (pooled Pair, nulls)
+    out/coalitions.csv, out/partitions.csv, out/results_long.csv   all rows; long format
     out/models.csv, out/timings.csv                        accuracies; seconds per stage
 """
 
@@ -49,12 +55,12 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import vocab
-from ..errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError, InputError
 from ..io import atomic_write, load_arrays, read_json, save_arrays, write_json
 from ..partition import Partition
 from ..provenance import config_hash, provenance
 from ..records import LayerRecord
-from .coalitions import METRIC_COLUMNS, coalition_metrics
+from .coalitions import METRIC_COLUMNS, coalition_metrics, heldout_pair_tests, partition_evidence
 from .data import MnistSplit, load_mnist
 from .metrics import (
     template_scale,
@@ -83,6 +89,7 @@ __all__ = [
     "MnistStudyResult",
     "SETTINGS",
     "coalition_metrics",
+    "heldout_split",
     "run_mnist_study",
 ]
 
@@ -109,6 +116,11 @@ class MnistStudyConfig:
     coalition sizes 2..10, m = 8e4, omega = 8e3, top-K = 128, layers h2-h4, controls on h3.
     Layers are 1-based: ``h_1`` is the stream after the input projection, ``h_{l+1}`` the
     output of block ``l`` (see :mod:`.model`).
+
+    The evidence protocol (docs/method.md §8.5): ``heldout_fraction`` of the test images
+    (``heldout_seed``, stratified by digit) are held out for evaluation, the rest discover φ and
+    the partitions; ``null_draws`` random coalitions (partitions) per size (histogram) form the
+    size-matched null of the held-out Pair, with false-discovery rate ``alpha``.
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -133,6 +145,10 @@ class MnistStudyConfig:
     top_k: int = 128
     grid_images: int = 64
     grid_coalitions: int = 4
+    heldout_fraction: float = 0.5
+    heldout_seed: int = 0
+    null_draws: int = 1000
+    alpha: float = 0.05
 
     def __post_init__(self) -> None:
         if not self.seeds:
@@ -145,6 +161,12 @@ class MnistStudyConfig:
             raise ConfigError(f"baseline: expected 'zero' or 'mean', got {self.baseline!r}.")
         if self.k < 1 or self.top_k < 1 or self.m < 1 or self.omega < 1:
             raise ConfigError(f"k, top_k, m, omega: expected positive integers, got {self.k}, {self.top_k}, {self.m}, {self.omega}.")
+        if not 0.0 < float(self.heldout_fraction) < 1.0:
+            raise ConfigError(f"heldout_fraction: expected a number in (0, 1), got {self.heldout_fraction!r}.")
+        if not 0.0 < float(self.alpha) < 1.0:
+            raise ConfigError(f"alpha: expected a number in (0, 1), got {self.alpha!r}.")
+        if int(self.null_draws) < 1:
+            raise ConfigError(f"null_draws: expected a positive integer, got {self.null_draws!r}.")
         lo, hi = self.size_range
         if not 1 <= lo <= hi:
             raise ConfigError(f"size_range: expected 1 <= k_min <= k_max, got {self.size_range}.")
@@ -190,21 +212,65 @@ class MnistStudyConfig:
                                                           "batch_size", "lr", "weight_decay")})
 
     def _record_key(self) -> str:
-        return config_hash([self._model_key(), self.n_test, self.baseline])
+        return config_hash([self._model_key(), self.n_test, self.baseline, self.heldout_fraction, self.heldout_seed])
 
     def _partition_key(self) -> str:
         return config_hash([self._record_key(), self.k, self.size_range, self.m, self.omega])
 
+    def _metrics_key(self, methods: Sequence[str]) -> str:
+        return config_hash([self._partition_key(), list(methods), self.top_k, self.null_draws, self.alpha])
+
 
 @dataclass(frozen=True)
 class MnistStudyResult:
-    """What :func:`run_mnist_study` produced."""
+    """What :func:`run_mnist_study` produced: one row per coalition (``coalitions``), per
+    partition (``partitions``), the long format, per-model accuracies, wall time."""
 
     out_dir: Path
     coalitions: pd.DataFrame
     long: pd.DataFrame
     models: pd.DataFrame
     seconds: float
+    partitions: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+
+def heldout_split(labels: np.ndarray, *, fraction: float = 0.5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Split evaluation images into a discovery and a held-out part (docs/method.md §8.5).
+
+    A seeded split stratified by digit (:func:`sklearn.model_selection.train_test_split`), so
+    both parts keep the digit frequencies. φ and the partitions come from the discovery part;
+    Pair, Ratio and every other coalition metric are measured on the held-out part.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray of int, shape (N,)
+        Digit of each image.
+    fraction : float in (0, 1)
+        Share of the images held out.
+    seed : int
+
+    Returns
+    -------
+    (discovery, heldout) : tuple of numpy.ndarray of int64
+        Sorted, disjoint row indices whose union is ``0..N-1``.
+
+    Raises
+    ------
+    InputError
+        If ``labels`` is not 1-d, has fewer than 4 images, or ``fraction`` is outside (0, 1).
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(labels).reshape(-1) if np.ndim(labels) == 1 else None
+    if y is None or y.size < 4:
+        raise InputError(f"labels: expected a 1-d array of at least 4 digits, got shape {np.shape(labels)}.")
+    if not 0.0 < float(fraction) < 1.0:
+        raise InputError(f"fraction: expected a number in (0, 1), got {fraction!r}.")
+    idx = np.arange(y.size)
+    counts = np.bincount(y.astype(np.int64) - y.min())
+    stratify = y if counts[counts > 0].min() >= 2 else None
+    disc, held = train_test_split(idx, test_size=float(fraction), random_state=int(seed), stratify=stratify)
+    return np.sort(disc).astype(np.int64), np.sort(held).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- artifacts
@@ -368,6 +434,8 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
     stroke_scale = template_scale(x_te)
     record_key, part_key = cfg._record_key(), cfg._partition_key()
     frames: list[pd.DataFrame] = []
+    part_frames: list[pd.DataFrame] = []
+    disc_idx, held_idx = heldout_split(y_te, fraction=cfg.heldout_fraction, seed=cfg.heldout_seed)
     model_rows: list[dict[str, Any]] = []
     jobs: list[tuple[int, str, int, list[str]]] = []
     hedonic = [m for m, (algo, _) in HEDONIC_METHODS.items() if cfg.exact_top_cover or algo != "top_cover"]
@@ -404,53 +472,75 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
         sdir = out / f"seed{seed}" / setting
         model, meta = models[(seed, setting)]
         layer_dir = sdir / f"h{layer}"
-        table_path = layer_dir / "coalitions.csv"
-        if table_path.is_file() and (layer_dir / "coalitions.key").is_file() \
-                and (layer_dir / "coalitions.key").read_text().strip() == config_hash([part_key, methods]):
+        table_path, parts_path, key_path = (layer_dir / "coalitions.csv", layer_dir / "partitions.csv",
+                                            layer_dir / "coalitions.key")
+        metrics_key = cfg._metrics_key(methods)
+        if table_path.is_file() and parts_path.is_file() and key_path.is_file() \
+                and key_path.read_text().strip() == metrics_key:
             frames.append(pd.read_csv(table_path))
+            part_frames.append(pd.read_csv(parts_path))
             continue
         with clock("record", seed, setting, layer):
             base = baseline_vector(model, layer, cfg.baseline, data.x_train)  # type: ignore[arg-type]
             h = layer_activations(model, x_te)[layer - 1]
-            record = layer_record(model, x_te, y_te, layer, baseline=base, h=h,
-                                  meta={"seed": seed, "setting": setting, "key": record_key})
-            record.save(layer_dir / "record.safetensors")
+            halves: dict[str, tuple[np.ndarray, LayerRecord]] = {}
+            for half, rows_idx in (("discovery", disc_idx), ("heldout", held_idx)):
+                rec = layer_record(model, x_te[rows_idx], y_te[rows_idx], layer, baseline=base, h=h[rows_idx],
+                                   meta={"seed": seed, "setting": setting, "key": record_key, "half": half})
+                rec.save(layer_dir / half / "record.safetensors")
+                halves[half] = (rows_idx, rec)
         need_oca = any(HEDONIC_METHODS.get(m, ("", ""))[1] == "oca" for m in methods)
         with clock("valuations", seed, setting, layer):
-            vals = _valuations(layer_dir, record, model, need_oca, record_key, progress)
+            vals = _valuations(layer_dir / "discovery", halves["discovery"][1], model, need_oca,
+                               record_key + "/discovery", progress)
+            held = _valuations(layer_dir / "heldout", halves["heldout"][1], model, False, record_key + "/heldout",
+                               progress)
         with clock("partitions", seed, setting, layer):
-            parts = _partitions(layer_dir, vals, h.T.astype(np.float64), cfg, seed, methods, part_key)
-        rows = []
+            parts = _partitions(layer_dir, vals, h[disc_idx].T.astype(np.float64), cfg, seed, methods, part_key)
+        rows, prow = [], []
+        x_held, y_held, h_held = x_te[held_idx], y_te[held_idx], h[held_idx]
+        acc_held = accuracy(model, x_held, y_held)
         with clock("metrics", seed, setting, layer):
             for name in methods:
                 df = coalition_metrics(
-                    model, h, x_te, y_te, layer, parts[name], phi_pas=vals["pas_exact"], psi=vals["psi"],
-                    loss_delta=vals["loss_delta"], baseline=base, acc_base=float(meta["test_accuracy"]),
-                    top_k=cfg.top_k, stroke_scale=stroke_scale,
+                    model, h_held, x_held, y_held, layer, parts[name], phi_pas=held["pas_exact"], psi=held["psi"],
+                    loss_delta=held["loss_delta"], baseline=base, acc_base=acc_held, top_k=cfg.top_k,
+                    stroke_scale=stroke_scale, phi_insample=vals["pas_exact"], psi_insample=vals["psi"],
                 )
+                df = heldout_pair_tests(df, held["pas_exact"], parts[name], n_draws=cfg.null_draws, alpha=cfg.alpha,
+                                        seed=seed)
                 df.insert(0, "method", name)
                 rows.append(df)
+                prow.append({"method": name, **partition_evidence(df, held["pas_exact"], parts[name],
+                                                                  psi_insample=vals["pas_exact"],
+                                                                  n_draws=cfg.null_draws, seed=seed)})
         table = pd.concat(rows, ignore_index=True)
-        table.insert(0, "layer", layer)
-        table.insert(0, "setting", setting)
-        table.insert(0, "seed", seed)
+        ptable = pd.DataFrame(prow)
+        for frame in (table, ptable):
+            frame.insert(0, "layer", layer)
+            frame.insert(0, "setting", setting)
+            frame.insert(0, "seed", seed)
         with atomic_write(table_path) as fh:
             table.to_csv(fh, index=False)
-        with atomic_write(layer_dir / "coalitions.key") as fh:
-            fh.write(config_hash([part_key, methods]) + "\n")  # a new method list recomputes the table
+        with atomic_write(parts_path) as fh:
+            ptable.to_csv(fh, index=False)
+        with atomic_write(key_path) as fh:
+            fh.write(metrics_key + "\n")  # a new method list or null budget recomputes the tables
         frames.append(table)
+        part_frames.append(ptable)
     coalitions = pd.concat(frames, ignore_index=True)
+    partitions = pd.concat(part_frames, ignore_index=True)
     long = coalitions.melt(
         id_vars=["seed", "setting", "layer", "method", "coalition"],
         value_vars=[c for c in METRIC_COLUMNS if c in coalitions.columns], var_name="metric", value_name="value",
     )
     models_df = pd.DataFrame(model_rows)
     timings = pd.DataFrame(timing_rows, columns=["seed", "setting", "layer", "stage", "seconds"])
-    for frame, name in ((coalitions, "coalitions.csv"), (long, "results_long.csv"), (models_df, "models.csv"),
-                        (timings, "timings.csv")):
+    for frame, name in ((coalitions, "coalitions.csv"), (partitions, "partitions.csv"), (long, "results_long.csv"),
+                        (models_df, "models.csv"), (timings, "timings.csv")):
         with atomic_write(out / name) as fh:
             frame.to_csv(fh, index=False)
-    return MnistStudyResult(out, coalitions, long, models_df, time.perf_counter() - t0)
+    return MnistStudyResult(out, coalitions, long, models_df, time.perf_counter() - t0, partitions)
 
 
 def load_study(out_dir: str | Path) -> tuple[MnistStudyConfig, pd.DataFrame, pd.DataFrame]:
@@ -461,3 +551,12 @@ def load_study(out_dir: str | Path) -> tuple[MnistStudyConfig, pd.DataFrame, pd.
         if not (out / name).is_file():
             raise ArtifactError(f"{out / name}: not found; run the study first.")
     return cfg, pd.read_csv(out / "coalitions.csv"), pd.read_csv(out / "models.csv")
+
+
+def load_partitions(out_dir: str | Path) -> pd.DataFrame:
+    """Read back the per-partition table (``partitions.csv``) of a finished study."""
+    path = Path(out_dir) / "partitions.csv"
+    if not path.is_file():
+        raise ArtifactError(f"{path}: not found; run the study first (a study from before the held-out protocol "
+                            "has none: re-run it).")
+    return pd.read_csv(path)
