@@ -21,7 +21,7 @@ from .verdict import hedonic_labels, verdict_sentences, verdict_table
 if TYPE_CHECKING:  # pragma: no cover
     from .study import StudyResults
 
-__all__ = ["TOP_COALITIONS", "evidence_blocks", "top_coalitions", "verdict_blocks"]
+__all__ = ["TOP_COALITIONS", "evidence_blocks", "top_coalitions", "verdict_blocks", "verdict_summary"]
 
 Block = tuple[str, Any]
 
@@ -57,6 +57,24 @@ def top_coalitions(coalitions: pd.DataFrame, n: int = TOP_COALITIONS) -> pd.Data
                "ood_drop", "ood_drop_rel", "ood_q", "link"]].reset_index(drop=True)
 
 
+def verdict_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (metric, comparison), one column per hedonic method: the verdict word with the
+    difference and p-value (``"better (+2.6e-08, p = 0.01)"``)."""
+    from .verdict import _NAMES
+
+    def cell(r: dict[str, Any]) -> str:
+        diff = r["diff"]
+        d = "—" if not np.isfinite(diff) else f"{diff:+.2g}"
+        p = "—" if not np.isfinite(r["p"]) else f"{r['p']:.2g}"
+        return f"{r['verdict']} ({d}, p = {p})"
+
+    rows: dict[str, dict[str, str]] = {}
+    for r in table.to_dict("records"):
+        what = f"{_NAMES.get(r['metric'], r['metric'])} vs {r['against']}"
+        rows.setdefault(what, {"comparison": what})[str(r["method"])] = cell(r)
+    return pd.DataFrame(list(rows.values())).fillna("")
+
+
 def verdict_blocks(study: StudyResults) -> list[Block]:
     """"Verdict": for each hedonic method, better than size-matched random and than each baseline?"""
     cfg = study.cfg
@@ -76,6 +94,7 @@ def verdict_blocks(study: StudyResults) -> list[Block]:
                         "OOD drop over random coalitions of each coalition's size (docs/method.md §8.5). Against "
                         "the baselines: paired t-tests on held-out pooled Pair, OOD drop and alignment. "
                         "Full table: `artifacts/tables/verdict.csv`."))
+    blocks.append(("table", verdict_summary(table)))
     blocks.append(("ul", verdict_sentences(table, alpha=e.alpha)))
     gain = _gain_sentence(study)
     if gain:
