@@ -20,6 +20,7 @@ from hedonic_neurons.evaluation import (
     EvaluationOptions,
     evaluate_heldout_synergy,
     evaluate_ood_estimated,
+    evaluate_synergy,
 )
 from hedonic_neurons.ir.splits import heldout_split
 from hedonic_neurons.partition import Partition
@@ -89,10 +90,14 @@ def test_heldout_synergy_against_loops(tiny) -> None:
     ev = evaluate_heldout_synergy(held, part, psi_h, opts, psi_insample=psi_d)
     big = [c for c in range(part.n_coalitions) if part.sizes[c] >= 2]
     assert list(ev.table["coalition"]) == big
+    # reference: Pair and Ratio of each coalition through the readout itself (per-coalition exact PAS
+    # and marginals of the held-out records)
+    ref = evaluate_synergy(held, part, opts).table.set_index("coalition")
     for row in ev.table.itertuples():
         members = part.coalitions[row.coalition]
-        # the readout's Pair (evaluate_synergy on the held-out records) equals ψ's mean, by loop
-        assert_close(row.pair, _pair_loop(psi_h, members), rtol=1e-5, atol=1e-12)
+        assert_close(row.pair, _pair_loop(psi_h, members), rtol=1e-9, atol=1e-15)
+        assert_close(row.pair, ref.loc[row.coalition, "pair"], rtol=1e-5, atol=1e-12)
+        assert_close(row.ratio, ref.loc[row.coalition, "ratio"], rtol=1e-5, atol=1e-12)
         assert_close(row.pair_insample, _pair_loop(psi_d, members), rtol=1e-9, atol=1e-15)
         assert 1 / 200 <= row.p_value <= 1.0
     num = sum(_pair_loop(psi_h, part.coalitions[c]) * part.sizes[c] * (part.sizes[c] - 1) for c in big)

@@ -459,12 +459,15 @@ def evaluate_ood(model: Any, batches: Sequence[Any], layer: int, partition: Part
 
 
 def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, psi_heldout: Any,
-                             options: EvaluationOptions = EvaluationOptions(), *, psi_insample: Any = None,
-                             progress: bool = False) -> HeldoutSynergyEval:
+                             options: EvaluationOptions = EvaluationOptions(), *,
+                             psi_insample: Any = None) -> HeldoutSynergyEval:
     """Held-out Pair and Ratio of every coalition, tested against size-matched random coalitions.
 
-    Pair and Ratio come from :func:`evaluate_synergy` on the held-out records (exact, local
-    readout, eq. 8); each coalition's Pair is tested against ``options.null_draws`` uniformly
+    Pair and Ratio are eq. 8 on the held-out inputs, read from the held-out ``ψ(i, j)`` (exact PAS
+    of the local readout, so equal to :func:`evaluate_synergy` on ``heldout_record`` up to the
+    float32 storage of ψ) and the exact marginals ``ψ(i)`` of ``heldout_record``
+    (:func:`hedonic_neurons.metrics.synergy.pair_ratio`, same NaN rule for Ratio); each
+    coalition's Pair is tested against ``options.null_draws`` uniformly
     random coalitions of its size on the held-out interactions ``ψ(i, j)``
     (:func:`hedonic_neurons.metrics.pair_null_test`, one-sided Monte-Carlo p-value,
     Benjamini–Hochberg over the partition at ``options.alpha``); the pooled Pair is compared
@@ -482,16 +485,25 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     options : EvaluationOptions
     psi_insample : array_like, shape (n, n), optional
         ``ψ(i, j)`` on the discovery inputs, for the in-sample pooled Pair.
-    progress : bool
     """
     from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null
+    from .metrics.stats import finite_mean
+    from .metrics.synergy import pair_ratio
+    from .valuations import marginals
 
     part = _check_partition(partition)
-    syn = evaluate_synergy(heldout_record, part, options, progress=progress)
-    null = pair_null_test(psi_heldout, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
+    rec = _check_record(heldout_record, part, "heldout_record")
+    psi = np.asarray(getattr(psi_heldout, "values", psi_heldout), dtype=np.float64)
+    if psi.shape != (part.n_players, part.n_players):
+        raise InputError(f"psi_heldout: expected shape ({part.n_players}, {part.n_players}), got {psi.shape}.")
+    marg = np.asarray(marginals(rec), dtype=np.float64).reshape(-1)
+    null = pair_null_test(psi, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
                           min_size=options.min_size)
-    table = syn.table[["coalition", "size", "pair", "ratio"]].merge(
-        null.drop(columns=["size", "pair"]), on="coalition", how="left")
+    pr = [pair_ratio(psi[np.ix_(part.coalitions[c], part.coalitions[c])], marg[part.coalitions[c]])
+          for c in null["coalition"]]
+    table = pd.DataFrame({"coalition": null["coalition"], "size": null["size"],
+                          "pair": [p for p, _ in pr], "ratio": [r for _, r in pr]})
+    table = table.merge(null.drop(columns=["size", "pair"]), on="coalition", how="left")
     if psi_insample is not None:
         psi_in = np.asarray(getattr(psi_insample, "values", psi_insample), dtype=np.float64)
         within = {c: psi_in[np.ix_(part.coalitions[c], part.coalitions[c])] for c in table["coalition"]}
@@ -502,7 +514,7 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     pooled = pooled_pair_null(psi_heldout, part, n_draws=options.null_draws, seed=options.seed)
     sig = table["significant"].astype(bool).to_numpy() if len(table) else np.zeros(0, bool)
     return HeldoutSynergyEval(
-        table, syn.pair, syn.ratio, float(pooled.observed), float(pooled.null_mean), float(pooled.p_value),
+        table, finite_mean(table["pair"]), finite_mean(table["ratio"]), float(pooled.observed), float(pooled.null_mean), float(pooled.p_value),
         float(pooled_pair(psi_insample, part)) if psi_insample is not None else float("nan"),
         float(sig.mean()) if sig.size else float("nan"), int(sig.size))
 
