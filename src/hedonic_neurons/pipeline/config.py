@@ -297,7 +297,7 @@ class EvaluationConfig:
     heldout_seed: int = 0
     null_draws: int = 1000
     ood_null_draws: int = 200
-    ood_verify: int = 16
+    ood_verify: int = 8
     alpha: float = 0.05
 
 
