@@ -299,8 +299,9 @@ def _load_or_train(path: Path, cfg: MnistStudyConfig, data: MnistSplit, seed: in
 
 
 def _valuations(layer_dir: Path, record: LayerRecord, model: GatedResidualMLP, need_oca: bool, key: str,
-                progress: bool) -> dict[str, np.ndarray]:
-    """φ_PAS, φ_OCA (optional), psi and loss deltas for one layer, cached as safetensors."""
+                progress: bool, *, need_loss: bool = True) -> dict[str, np.ndarray]:
+    """φ_PAS, φ_OCA (optional), psi and loss deltas (optional; NaN otherwise) for one layer, cached
+    as safetensors."""
     from .. import valuations
     from ..synergy import SynergyMatrix
 
@@ -334,8 +335,8 @@ def _valuations(layer_dir: Path, record: LayerRecord, model: GatedResidualMLP, n
     if not arrays:
         psi = np.asarray(valuations.marginals(record), dtype=np.float64)
         digits = np.asarray(record.target_index, dtype=np.int64)
-        deltas = loss_deltas(model, record.a, digits, record.layer,
-                             np.asarray(record.a_base[0]), progress=progress)
+        deltas = (loss_deltas(model, record.a, digits, record.layer, np.asarray(record.a_base[0]), progress=progress)
+                  if need_loss else np.full(psi.shape, np.nan))
         arrays = {"psi": psi, "loss_delta": deltas}
         save_arrays(players_path, arrays, metadata={"key": key, "header": json.dumps(provenance())})
     out.update(arrays)
@@ -492,7 +493,7 @@ def run_mnist_study(cfg: MnistStudyConfig, out_dir: str | Path, *, progress: boo
         need_oca = any(HEDONIC_METHODS.get(m, ("", ""))[1] == "oca" for m in methods)
         with clock("valuations", seed, setting, layer):
             vals = _valuations(layer_dir / "discovery", halves["discovery"][1], model, need_oca,
-                               record_key + "/discovery", progress)
+                               record_key + "/discovery", progress, need_loss=False)  # Delta_i: held-out only
             held = _valuations(layer_dir / "heldout", halves["heldout"][1], model, False, record_key + "/heldout",
                                progress)
         with clock("partitions", seed, setting, layer):
