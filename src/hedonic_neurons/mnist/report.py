@@ -440,9 +440,10 @@ def write_report(source: MnistStudyResult | str | Path, *, wall_seconds: float |
     captions = {
         "table7": f"Table 7: MNIST (layers {', '.join(f'h{v}' for v in cfg.layers)}): functional importance and "
                   "synergy. ΔAcc = test-accuracy drop (percentage points) when one coalition is ablated in h_l and "
-                  "propagated; Pair and Ratio are exact on the layer-local readout (singletons excluded).",
+                  "propagated; Pair and Ratio are exact on the layer-local readout (singletons excluded). Every "
+                  "metric is measured on the held-out half of the test images (in-sample Pair in coalitions.csv).",
         "table8": f"Table 8: MNIST (layers {', '.join(f'h{v}' for v in cfg.layers)}): interpretability metrics "
-                  f"over the top-{cfg.top_k} activating test images (mean ± std over coalitions).",
+                  f"over the top-{cfg.top_k} activating held-out test images (mean ± std over coalitions).",
         "table9": f"Table 9: stroke alignment and negative controls (h{cfg.control_layer}).",
     }
     written: dict[str, Path] = {}
