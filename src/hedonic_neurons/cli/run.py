@@ -14,9 +14,14 @@ RUN_EXAMPLE = """examples:
   hedonic run my_study.yaml --dry-run                       # the plan: what is cached, what will run
   hedonic run --list-configs
 
+  hedonic run my_study.yaml --executor dask --n-jobs 2       # a local Dask cluster of 2 processes
+  hedonic run my_study.yaml --executor dask --address tcp://scheduler:8786
+  hedonic run my_study.yaml --executor ray --address auto    # the Ray cluster this node belongs to
+
 A re-run with the same config resumes: finished units are taken from the run's cache/,
-and changing a parameter recomputes only what depends on it. Parallel units use joblib;
-wrap the Python API call in joblib.parallel_config(backend="ray" | "dask") for a cluster.
+and changing a parameter recomputes only what depends on it. Independent units run on the
+executor (local joblib, Dask or Ray; docs/scaling.md); on a cluster the run directory must
+be on a filesystem every worker sees at the same path. One study at a time per run directory.
 """
 
 DEMO_EXAMPLE = """examples:
@@ -44,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
         overrides["output_dir"] = args.out
     if args.n_jobs is not None:
         overrides["n_jobs"] = args.n_jobs
+    if args.executor is not None:
+        overrides["executor.backend"] = args.executor
+    if args.address is not None:
+        overrides["executor.address"] = args.address
     cfg = load_config(source, **overrides)
     if args.dry_run:
         print(describe_plan(build_plan(cfg)))
@@ -81,6 +90,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a config key (dotted; VALUE is YAML), repeatable")
     p.add_argument("--n-jobs", type=int, help="parallel workers (overrides n_jobs; -1 = all cores)")
+    p.add_argument("--executor", choices=["local", "dask", "ray"],
+                   help="where units run (overrides executor.backend; dask/ray need their extra)")
+    p.add_argument("--address", help="Dask scheduler (tcp://host:8786) or Ray cluster (ray://host:10001, auto); "
+                                     "default: a local cluster")
     p.add_argument("--dry-run", action="store_true", help="print the resolved plan and exit")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=_run)

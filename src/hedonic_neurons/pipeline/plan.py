@@ -179,11 +179,18 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
                                    "max_length": cfg.model.max_length}
     if cfg.data.ood_qrels is None:  # keep the keys of runs made before data.ood_qrels existed
         data_params["data"] = {k: v for k, v in c["data"].items() if k != "ood_qrels"}
+    # files and model directories enter the keys by content (docs/scaling.md), not by path alone
+    contents = cache.contents([cfg.data.train, cfg.data.val, cfg.data.ood, cfg.data.ood_qrels, cfg.model.base])
+    if contents:
+        data_params["contents"] = contents
     data = cache.unit("data", "pairs", data_params)
     model_params: dict[str, Any] = {"model": {k: c["model"][k] for k in ("base", "adapter", "dtype", "max_length")},
                                     "data": data.key}
     if cfg.finetune.enabled:
         model_params.update(lora=c["lora"], finetune=c["finetune"], task=cfg.task)
+    contents = cache.contents([cfg.model.base, cfg.model.adapter])
+    if contents:
+        model_params["contents"] = contents
     model = cache.unit("model", "finetune" if cfg.finetune.enabled else "adapter", model_params)
     d = cfg.discovery
     layers = list(d.layers)

@@ -10,7 +10,10 @@ Data flows one way (paper §3–§4, docs/method.md §1–§8)::
 
 Every unit is keyed by a hash of the config subset it reads and the keys of the units it
 consumes (:mod:`.plan`), so a re-run after a crash or a config change recomputes only what
-changed. Independent units run through :func:`.executor.run_units` (joblib by default).
+changed. Independent units run through :func:`.executor.run_units` on the configured
+executor (``executor.backend``: local joblib, Dask or Ray; docs/scaling.md); the study holds
+the run directory's lock (:class:`.lock.RunLock`) and every unit is computed under its
+lease, so two studies on one directory never compute a unit twice.
 The report (:mod:`.report`) renders the returned :class:`StudyResults` and touches neither
 the cache nor the stages. Torch is only imported by the stages that need the model.
 """
@@ -33,8 +36,10 @@ from ..evaluation import EvaluationOptions
 from ..io import read_json, write_json
 from ..partition import Partition
 from ..provenance import provenance
-from .config import StudyConfig
-from .executor import Job, run_units
+from .cache import move_aside_stale
+from .config import ExecutorConfig, StudyConfig
+from .executor import Executor, Job, open_executor, require_backend, run_units
+from .lock import RunLock
 from .plan import K_SWEEP, NULL_SEED, PartitionKey, StudyPlan, build_plan, model_name
 from .report import write_frame, write_report
 from .stages.baselines import work_baselines
@@ -142,8 +147,39 @@ class _ModelBox:
         return self._pair
 
 
+def _worker_model(cfg: StudyConfig, adapter: str) -> tuple[Any, Any]:
+    """The study's model and tokenizer in a worker process, loaded once per process."""
+    key = (cfg.hash("model", "lora"), adapter)
+    if key not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = (load_study_model(cfg, adapter), load_study_tokenizer(cfg))
+    return _WORKER_MODELS[key]
+
+
+_WORKER_MODELS: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
+def _work_model(cfg: StudyConfig, data_dir: str, work_dir: str, out: Path) -> None:
+    """The model stage as a cluster unit (fine-tuning on a GPU worker)."""
+    stage_model(cfg, Path(data_dir), Path(work_dir), out)
+
+
+def _work_capture(cfg: StudyConfig, adapter: str, pairs: str, layers: list[int], out: Path) -> None:
+    """One capture unit on a worker (the worker loads the model once)."""
+    model, tok = _worker_model(cfg, adapter)
+    stage_capture(model, tok, Path(pairs), layers, out, batch_size=cfg.model.batch_size,
+                  max_length=cfg.model.max_length)
+
+
+def _work_ood(cfg: StudyConfig, adapter: str, layer: int, part: str, pairs: str, qrels: str, out: Path) -> None:
+    """One OOD-drop unit on a worker."""
+    model, tok = _worker_model(cfg, adapter)
+    batches = encode(tok, pd.read_parquet(pairs), cfg.model.batch_size, cfg.model.max_length)
+    stage_ood(model, batches, layer, Path(part), Path(pairs), Path(qrels), cfg.task, eval_options(cfg), out)
+
+
 def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None, progress: bool = True,
-              report: bool = True, backend: str = "joblib") -> StudyResults:
+              report: bool = True, executor: ExecutorConfig | None = None, wait: float = 0.0) -> StudyResults:
     """Run (or resume) a whole study; return what it produced.
 
     Parameters
@@ -155,14 +191,46 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
         Print stage headers and tqdm bars.
     report : bool
         Write the tables, figures and ``report.md`` / ``report.html`` (:func:`.report.write_report`).
-    backend : str
-        Executor backend of the independent units (:data:`.executor.BACKENDS`).
+    executor : ExecutorConfig, optional
+        Overrides ``cfg.executor`` (local joblib, Dask or Ray; docs/scaling.md).
+    wait : float
+        Seconds to wait for the run directory's lock when another study holds it (default:
+        refuse at once).
+
+    Raises
+    ------
+    ConfigError
+        The executor's extra is not installed (before any work).
+    hedonic_neurons.pipeline.lock.LockHeld
+        ``run directory D is in use by pid P on host H since T`` (a stale lock of a killed
+        study is taken over).
+    hedonic_neurons.pipeline.executor.UnitFailedError
+        A unit failed in its worker (unit key, worker, traceback file); a re-run resumes.
     """
+    x = executor or cfg.executor
+    require_backend(x.backend)
     run = Path(run_dir or cfg.output_dir)
     run.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run, timeout=x.lease_timeout_s).acquire(wait=wait)
+    ex = open_executor(x.backend, n_workers=x.n_workers or cfg.n_jobs, address=x.address,
+                       gpu_units=x.resources.gpu_units)
+    try:
+        return _run_locked(cfg, run, progress=progress, report=report, ex=ex, lease_timeout=x.lease_timeout_s)
+    finally:
+        ex.close()
+        lock.release()
+
+
+def _run_locked(cfg: StudyConfig, run: Path, *, progress: bool, report: bool, ex: Executor,
+                lease_timeout: float) -> StudyResults:
+    """:func:`run_study` once the run directory is locked."""
     cfg.to_yaml(run / "config.yaml")
     plan = build_plan(cfg, run)
     cache = plan.cache
+    cache.lease_timeout = lease_timeout
+    cache.save_fingerprints()
+    remote = ex.name != "local"
+    adapter = str(plan.model.file("adapter")) if cfg.finetune.enabled else str(cfg.model.adapter)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
     d = cfg.discovery
@@ -174,19 +242,25 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
         fn()
         timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t0
 
-    def parallel(stage: str, jobs: list[Job]) -> None:
-        timed(stage, lambda: run_units(jobs, cache, n_jobs=cfg.n_jobs, desc=stage, progress=progress,
-                                       backend=backend))
+    def parallel(stage: str, jobs: list[Job], model: bool = False) -> None:
+        timed(stage, lambda: run_units(jobs, cache, executor=ex, desc=stage, progress=progress, model=model))
 
     _say(progress, f"run directory {run}")
     _say(progress, "stage 1/9 data")
     timed("data", lambda: cache.run(plan.data, lambda out: stage_data(cfg, out)))
     _say(progress, "stage 2/9 model (fine-tune or load the adapter)")
-    timed("model", lambda: cache.run(plan.model, lambda out: stage_model(
-        cfg, plan.data.path, cache.root / "finetune-work" / plan.model.key, out, progress=progress)))
+    work_dir = cache.root / "finetune-work" / plan.model.key
+    if remote:
+        parallel("model", [(plan.model, _work_model, (cfg, str(plan.data.path), str(work_dir)))], model=True)
+    else:
+        timed("model", lambda: cache.run(plan.model, lambda out: stage_model(
+            cfg, plan.data.path, work_dir, out, progress=progress)))
 
     _say(progress, "stage 3/9 capture (in-distribution and OOD records)")
-    for unit, split in ((plan.capture, "capture"), (plan.capture_ood, "ood")):
+    if remote:
+        parallel("capture", [(u, _work_capture, (cfg, adapter, str(plan.data.file(f"{split}.parquet")), layers))
+                             for u, split in ((plan.capture, "capture"), (plan.capture_ood, "ood"))], model=True)
+    for unit, split in () if remote else ((plan.capture, "capture"), (plan.capture_ood, "ood")):
         def cap(out: Path, split: str = split) -> None:
             model, tok = box.get()
             stage_capture(model, tok, plan.data.file(f"{split}.parquet"), layers, out,
@@ -247,7 +321,11 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
                               intrinsic, {"min_size": opts.min_size, "ridge_alpha": opts.ridge_alpha},
                               (str(plan.data.file("capture.parquet")), str(plan.data.file("ood.parquet")))))
         for key, u in plan.evaluation.items()])
-    if plan.ood:
+    if plan.ood and remote:
+        parallel("ood", [(u, _work_ood, (cfg, adapter, key.layer, str(plan.partition_file(key)),
+                                         str(plan.data.file("ood.parquet")), str(plan.data.file("ood_qrels.parquet"))))
+                         for key, u in plan.ood.items()], model=True)
+    elif plan.ood:
         def ood_all() -> None:
             batches: list[Any] = []
             unique = {u.key: (key, u) for key, u in plan.ood.items()}  # exact Top Covering: one unit per seed
@@ -281,6 +359,7 @@ def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None
         path = write_report(results)
         timings["report"] = time.perf_counter() - t0
         results = replace(results, report=path, timings=dict(timings))
+    cache.save_fingerprints()
     return results
 
 
@@ -295,12 +374,15 @@ def run_finetune(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = N
         raise ConfigError("finetune.enabled: false in this config; nothing to fine-tune.")
     run = Path(run_dir or cfg.output_dir)
     run.mkdir(parents=True, exist_ok=True)
-    plan = build_plan(cfg, run)
-    _say(progress, "data")
-    plan.cache.run(plan.data, lambda out: stage_data(cfg, out))
-    _say(progress, "fine-tuning")
-    plan.cache.run(plan.model, lambda out: stage_model(
-        cfg, plan.data.path, plan.cache.root / "finetune-work" / plan.model.key, out, progress=progress))
+    with RunLock(run, timeout=cfg.executor.lease_timeout_s):
+        plan = build_plan(cfg, run)
+        plan.cache.lease_timeout = cfg.executor.lease_timeout_s
+        _say(progress, "data")
+        plan.cache.run(plan.data, lambda out: stage_data(cfg, out))
+        _say(progress, "fine-tuning")
+        plan.cache.run(plan.model, lambda out: stage_model(
+            cfg, plan.data.path, plan.cache.root / "finetune-work" / plan.model.key, out, progress=progress))
+        plan.cache.save_fingerprints()
     return plan.model.file("adapter")
 
 
@@ -426,6 +508,18 @@ def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyRe
         if seed == d.seeds[0]:
             sankeys.append((label, out[0], out[1]))
     write_json(art / "manifest.json", manifest)
+    timing_rows = []
+    for u in plan.units():
+        if u.done:
+            t = plan.cache.timing(u) or {"unit": u.label, "key": u.key, "stage": u.stage,
+                                         "wall_s": plan.cache.seconds(u), "peak_rss_gb": None, "backend": None,
+                                         "worker": None}
+            timing_rows.append({**t, "computed_now": u.label in plan.cache.executed})
+    write_json(art / "timings.json", {"units": timing_rows})
+    kept = [run / p for group in manifest.values() for p in group.values()]
+    kept += [figs / f"sankey.{label}.seed{seed}.{ext}" for (label, seed) in plan.tracking for ext in ("png", "html")]
+    move_aside_stale(run, kept, ("artifacts/partitions/**/*", "artifacts/phi/**/*", "artifacts/records/**/*",
+                                 "artifacts/transitions/**/*", "figures/sankey.*"))
     stab_rows = []
     for key, u in plan.stability.items():
         if u.done:
