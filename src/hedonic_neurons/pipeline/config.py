@@ -42,6 +42,8 @@ __all__ = [
     "DataConfig",
     "DiscoveryConfig",
     "EvaluationConfig",
+    "ExecutorConfig",
+    "ExecutorResources",
     "FinetuneConfig",
     "LoraConfig",
     "ModelConfig",
@@ -312,6 +314,51 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ExecutorResources:
+    """What a unit that needs the model (fine-tuning, capture, OOD drop) asks the cluster for.
+
+    Attributes
+    ----------
+    gpu_units : float
+        GPUs per model unit: Dask ``resources={"GPU": gpu_units}`` (workers started with
+        ``--resources GPU=n``), Ray ``num_gpus=gpu_units``. 0 (default) places them anywhere.
+    """
+
+    gpu_units: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where the independent units of a study run (docs/scaling.md).
+
+    Execution only: it changes neither a unit key nor :meth:`StudyConfig.hash`, so a study
+    run locally and on a cluster shares its cache and gives the same artifacts.
+
+    Attributes
+    ----------
+    backend : {"local", "dask", "ray"}
+        ``"local"``: joblib processes on this machine (``n_jobs``). ``"dask"``:
+        ``dask.distributed`` (a ``Client`` of ``address``, else a ``LocalCluster``).
+        ``"ray"``: Ray (``ray.init(address)``, else a local instance).
+    address : str or None
+        Dask scheduler (``"tcp://host:8786"``) or Ray cluster (``"ray://host:10001"``,
+        ``"auto"``); null starts a local cluster.
+    n_workers : int or None
+        Worker processes of a local cluster (default ``n_jobs``; ``-1``: all cores).
+    resources : ExecutorResources
+    lease_timeout_s : float
+        A unit lease (or the run-directory lock) whose holder has not refreshed it for this
+        long is stale and taken over (holders refresh every quarter of it).
+    """
+
+    backend: Literal["local", "dask", "ray"] = "local"
+    address: str | None = None
+    n_workers: int | None = None
+    resources: ExecutorResources = field(default_factory=ExecutorResources)
+    lease_timeout_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     """Everything one ``hedonic run`` needs.
 
@@ -325,6 +372,8 @@ class StudyConfig:
         Run directory (created); relative paths resolve against the working directory.
     n_jobs : int
         joblib workers for independent layers/valuations/seeds (``-1``: all cores).
+    executor : ExecutorConfig
+        Local, Dask or Ray execution of the units (not part of :meth:`hash`).
     """
 
     name: str = "study"
@@ -338,6 +387,7 @@ class StudyConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     output_dir: str = "runs/study"
     n_jobs: int = 1
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     def __post_init__(self) -> None:
         _check_semantics(self)
@@ -359,8 +409,9 @@ class StudyConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     def hash(self, *sections: str) -> str:
-        """Stable hash of the whole config or of some top-level sections."""
+        """Stable hash of the whole config or of some top-level sections (``executor`` excluded)."""
         d = self.to_dict()
+        d.pop("executor", None)
         return config_hash({s: d[s] for s in sections} if sections else d)
 
     def replace(self, **changes: Any) -> StudyConfig:
@@ -450,8 +501,28 @@ def _check_semantics(cfg: StudyConfig) -> None:
     for name in ("null_draws", "ood_null_draws", "ood_verify"):
         need(getattr(e, name) >= 1, f"evaluation.{name}", f"expected an integer >= 1, got {getattr(e, name)}.")
     need(0 < e.alpha < 1, "evaluation.alpha", f"expected a false-discovery rate in (0, 1), got {e.alpha}.")
+    _check_executor(cfg.executor)
     need(dc.ood_qrels is None or cfg.task == "relevance", "data.ood_qrels",
          f"qrels only matter for task 'relevance' (NDCG@10); task is {cfg.task!r}.")
+
+
+def _check_executor(x: ExecutorConfig) -> None:
+    """The executor section: an address of the chosen engine, positive counts."""
+    a = x.address
+    if x.backend == "local" and a is not None:
+        raise ConfigError(f"executor.address: {a!r} given with backend 'local'; expected null (or backend dask/ray).")
+    if x.backend == "dask" and a is not None and "://" not in a:
+        raise ConfigError(f"executor.address: {a!r} is not a Dask scheduler address; expected 'tcp://host:port' "
+                          "(or tls://, ucx://, inproc://) or null for a LocalCluster.")
+    if x.backend == "ray" and a is not None and not (a == "auto" or a.startswith("ray://") or ":" in a):
+        raise ConfigError(f"executor.address: {a!r} is not a Ray address; expected 'auto', 'ray://host:port', "
+                          "'host:port' or null for a local instance.")
+    if x.n_workers is not None and not (x.n_workers == -1 or x.n_workers >= 1):
+        raise ConfigError(f"executor.n_workers: expected null, -1 or an integer >= 1, got {x.n_workers}.")
+    if not x.resources.gpu_units >= 0:
+        raise ConfigError(f"executor.resources.gpu_units: expected a number >= 0, got {x.resources.gpu_units}.")
+    if not x.lease_timeout_s > 0:
+        raise ConfigError(f"executor.lease_timeout_s: expected a positive number of seconds, got {x.lease_timeout_s}.")
 
 
 # ---------------------------------------------------------------------- files
