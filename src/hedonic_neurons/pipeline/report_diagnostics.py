@@ -128,17 +128,17 @@ def closure_blocks(study: StudyResults) -> list[Block]:
                      "partition's largest-coalition share is the share the same algorithm (same k and options; "
                      "the same best-response dynamics for the Nash-stable ASHG) reaches on a null φ: a seeded "
                      "symmetric permutation of the real φ's off-diagonal values (same size and value "
-                     "distribution, no structure), seeded by the study seed. A largest share near the null's is "
-                     "the game's, not the model's."))
+                     "distribution, no structure), seeded by the study seed. A largest share at or below the null's "
+                     "is what the algorithm makes on noise: the game's, not the model's."))
     table = closure_table(closure)
     if not table.empty:
         out.append(("table", table))
         near = closure[(closure["largest_share"] >= LARGE_SHARE)
                        & (closure["largest_share"] <= closure["null_largest_share"] + NEAR_NULL)]
         if not near.empty:
-            out.append(("p", f"Largest coalition of at least {LARGE_SHARE:.0%} of the layer and no more than "
-                             f"{100 * NEAR_NULL:.0f} pp above the same algorithm on the null φ — mostly the game "
-                             f"({len(near)} of {len(closure)} partitions):"))
+            out.append(("p", f"Largest coalition of at least {LARGE_SHARE:.0%} of the layer, yet no larger than "
+                             f"the same algorithm makes on the null φ (+{100 * NEAR_NULL:.0f} pp): its size alone is "
+                             f"no evidence of structure ({len(near)} of {len(closure)} partitions):"))
             out.append(("ul", [f"layer {int(r['layer'])}, {vocab.display_label(r['method'])}, seed {int(r['seed'])}: "
                                f"{_pct(r['largest_share'])} vs {_pct(r['null_largest_share'])} on the null"
                                for r in _order(near).to_dict("records")]))
