@@ -242,3 +242,47 @@ def test_blocking_rate_under_the_top_sampler_against_a_preference_loop() -> None
     assert uniform.n_samples == omega
     with pytest.raises(InputError, match="omega"):
         blocking_rate(phi, part, k=k, n_samples=10, sampler="top", m=5, omega=10)
+
+
+# ----------------------------------------------------------------------------- verdict
+def test_verdict_table_against_scipy() -> None:
+    """Size-matched rows: one-sample t-test of the excess; baseline rows: paired t-test over (seed, layer)."""
+    from scipy import stats
+
+    from hedonic_neurons.pipeline.verdict import SIZE_MATCHED, verdict_sentences, verdict_table
+
+    rng = np.random.default_rng(0)
+    rows = []
+    units = [(s, layer) for s in (0, 1) for layer in (3, 4, 5)]
+    for method, shift in (("hedonic_pas", 1.0), ("random", 0.0), ("kmeans", 0.9), ("hedonic_null", 0.0)):
+        for s, layer in units:
+            for metric in ("pair_pooled_heldout", "pair_pooled_excess", "frac_sig_pair", "ood_drop",
+                           "ood_drop_excess", "frac_sig_ood", "align_r2"):
+                rows.append({"model": "m", "task": "cqtr", "method": method, "seed": s, "layer": layer,
+                             "metric": metric, "value": shift + rng.normal(scale=0.3)})
+    res = pd.DataFrame(rows)
+    table = verdict_table(res, ["hedonic_pas", "hedonic_null", "random", "kmeans"], alpha=0.05)
+    assert set(table["method"]) == {"hedonic_pas"}
+    assert set(table["against"]) == {SIZE_MATCHED, "random", "kmeans", "hedonic_null"}
+
+    def vals(method: str, metric: str) -> np.ndarray:
+        sub = res[(res["method"] == method) & (res["metric"] == metric)].sort_values(["seed", "layer"])
+        return sub["value"].to_numpy()
+
+    for r in table.to_dict("records"):
+        if r["against"] == SIZE_MATCHED:
+            x = vals("hedonic_pas", {"pair_pooled_heldout": "pair_pooled_excess", "ood_drop": "ood_drop_excess"}[
+                r["metric"]])
+            want_p = stats.ttest_1samp(x, 0.0).pvalue
+            want_d = x.mean()
+        else:
+            a, b = vals("hedonic_pas", r["metric"]), vals(r["against"], r["metric"])
+            want_p = stats.ttest_rel(a, b).pvalue
+            want_d = (a - b).mean()
+        assert r["n"] == 6
+        assert_close(r["diff"], want_d, rtol=1e-12, atol=1e-14)
+        assert_close(r["p"], want_p, rtol=1e-9, atol=1e-14)
+        word = ("better" if want_d > 0 else "worse") if want_p < 0.05 else "not distinguishable"
+        assert r["verdict"] == word
+    text = " ".join(verdict_sentences(table))
+    assert "**hedonic_pas**" in text and "vs kmeans" in text
