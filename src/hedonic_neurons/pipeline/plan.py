@@ -106,6 +106,13 @@ class StudyPlan:
     tracking: dict[tuple[str, int], Unit] = field(default_factory=dict)
     closure: dict[PartitionKey, Unit] = field(default_factory=dict)
     k_sweep: dict[tuple[int, str], Unit] = field(default_factory=dict)
+    # the evidence protocol (docs/method.md §8.5): held-out split, ψ per part, per-layer
+    # attributions and their verification, control models
+    split: Unit | None = None
+    psi: dict[tuple[int, str], Unit] = field(default_factory=dict)
+    attribution: dict[int, Unit] = field(default_factory=dict)
+    verify: dict[int, Unit] = field(default_factory=dict)
+    controls: Unit | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -114,9 +121,10 @@ class StudyPlan:
     def units(self) -> list[Unit]:
         """Every distinct unit, stage by stage."""
         out = [self.data, self.model, self.capture, self.capture_ood]
+        out += [u for u in (self.split, self.controls) if u is not None]
         seen = {u.key for u in out}
         for d in (self.valuation, self.hedonic, self.stability, self.baselines, self.evaluation, self.ood,
-                  self.tracking, self.closure, self.k_sweep):
+                  self.tracking, self.closure, self.k_sweep, self.psi, self.attribution, self.verify):
             for u in d.values():
                 if u.key not in seen:
                     seen.add(u.key)
@@ -131,6 +139,9 @@ class StudyPlan:
         return self.partitions[key].path
 
     def record_file(self, split: str, layer: int) -> Path:
+        if split in ("discovery", "heldout"):  # the parts of the capture set (docs/method.md §8.5)
+            assert self.split is not None
+            return self.split.file(f"{split}/layer{layer}.safetensors")
         """A layer's capture record, ``split`` ``"capture"`` (in distribution) or ``"ood"``."""
         return (self.capture if split == "capture" else self.capture_ood).file(f"layer{layer}.safetensors")
 
@@ -199,9 +210,17 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
     capture_ood = cache.unit("capture", "ood", {"model": model.key, "data": data.key, "layers": layers,
                                                  "split": "ood"})
     plan = StudyPlan(cfg, cache, data, model, capture, capture_ood)
+    ev_c = c["evaluation"]
+    # φ, the partitions and the baselines see only the discovery part of the capture set (§8.5)
+    plan.split = cache.unit("split", "capture", {"capture": capture.key, "data": data.key, "layers": layers,
+                                                 "fraction": ev_c["heldout_fraction"], "seed": ev_c["heldout_seed"]})
+    for layer in layers:
+        for part_name in ("discovery", "heldout"):
+            plan.psi[(layer, part_name)] = cache.unit("psi", f"layer{layer}/{part_name}",
+                                                      {"split": plan.split.key, "layer": layer, "part": part_name})
     for layer in layers:
         for v in d.valuations:
-            vp: dict[str, Any] = {"capture": capture.key, "layer": layer, "valuation": v}
+            vp: dict[str, Any] = {"capture": plan.split.key, "layer": layer, "valuation": v}
             if v == "null":
                 vp["seed"] = NULL_SEED
             plan.valuation[(layer, v)] = cache.unit("valuation", f"layer{layer}/{v}", vp)
@@ -232,7 +251,9 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
                         "stability", f"layer{layer}/{label}/seed{seed}",
                         {"partition": unit.key, "phi": plan.valuation[(layer, v)].key, "k": d.k,
                          "size_range": list(d.pac.size_range), "n": cfg.evaluation.stability_samples,
-                         "seed": seed, "epsilon": d.pac.epsilon, "delta": d.pac.delta})
+                         "seed": seed, "epsilon": d.pac.epsilon, "delta": d.pac.delta,
+                         **({"sampler": c["discovery"]["pac"]["sampler"], "m": d.pac.m, "omega": d.pac.omega}
+                            if m == "pac_top_cover" and d.pac.sampler in ("top", "weighted") else {})})
     for layer in layers:
         psi_unit, _, psi_kind = plan.psi_source(layer)
         for v in d.valuations:
@@ -248,7 +269,7 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
             for seed in d.seeds:
                 ref_key = PartitionKey(layer, ref, seed)
                 unit = cache.unit("baselines", f"layer{layer}/{ref}/seed{seed}",
-                                  {"reference": plan.hedonic[ref_key].key, "capture": capture.key,
+                                  {"reference": plan.hedonic[ref_key].key, "capture": plan.split.key,
                                    "baselines": list(d.baselines), "seed": seed})
                 plan.baselines[ref_key] = unit
                 for b in d.baselines:
@@ -256,18 +277,37 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
                     plan.partitions[bkey] = PartitionRef(unit, f"{b}.json")
     ev = c["evaluation"]
     intrinsic = [x for x in ev["metrics"] if x in ("synergy", "alignment", "predictivity")]
+    wants_ood = "ood" in cfg.evaluation.metrics
+    if wants_ood:  # one attribution pass per layer, shared by every partition of it (§8.5)
+        for layer in layers:
+            plan.attribution[layer] = cache.unit("attribution", f"layer{layer}",
+                                                 {"model": model.key, "data": data.key, "layer": layer,
+                                                  "task": cfg.task})
+        plan.controls = cache.unit("controls", "ood", {"model": model.key, "data": data.key, "task": cfg.task,
+                                                       "finetune": c["finetune"] if cfg.finetune.enabled else None,
+                                                       "lora": c["lora"]})
+    nulls = {"null_draws": ev["null_draws"], "alpha": ev["alpha"], "min_size": ev["min_size"]}
     for key, pref in list(plan.partitions.items()):
         name = f"layer{key.layer}/{key.label}/seed{key.seed}"
         plan.evaluation[key] = cache.unit(
             "evaluation", name,
             {"partition": pref.key, "label": key.label, "capture": capture.key, "ood": capture_ood.key,
              "metrics": intrinsic, "ridge_alpha": ev["ridge_alpha"], "min_size": ev["min_size"], "task": cfg.task,
-             "targets": data.key})
-        if "ood" in cfg.evaluation.metrics:
+             "targets": data.key, "split": plan.split.key,
+             "psi": [plan.psi[(key.layer, p)].key for p in ("discovery", "heldout")], **nulls})
+        if wants_ood:
             plan.ood[key] = cache.unit(
                 "ood", name,
-                {"partition": pref.key, "label": key.label, "model": model.key, "data": data.key,
-                 "max_coalitions": ev["ood_max_coalitions"], "min_size": ev["min_size"], "task": cfg.task})
+                {"partition": pref.key, "label": key.label, "attribution": plan.attribution[key.layer].key,
+                 "data": data.key, "task": cfg.task, "rule": "estimated-all", "ood_null_draws": ev["ood_null_draws"],
+                 **nulls})
+    if wants_ood:
+        for layer in layers:
+            keys = sorted({plan.partitions[k].key for k in plan.partitions if k.layer == layer})
+            plan.verify[layer] = cache.unit("verify", f"layer{layer}",
+                                            {"attribution": plan.attribution[layer].key, "partitions": keys,
+                                             "n_sample": ev["ood_verify"], "seed": ev["heldout_seed"],
+                                             "min_size": ev["min_size"]})
     if cfg.tracking.enabled and len(layers) >= 2:
         for label in plan.labels():
             for seed in d.seeds:

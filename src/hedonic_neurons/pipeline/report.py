@@ -42,7 +42,7 @@ __all__ = ["TABLES", "display_table", "plot_size_distribution", "summary_table",
 
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "table1": ("Table 1: extrinsic evaluation on the OOD split: OOD drop ΔM (↑) and feature alignment R² (↑)",
-               ("ood_drop", "ood_drop_rel", "frac_sig_ood", "align_r2")),
+               ("ood_drop", "align_r2", "ood_drop_rel", "frac_sig_ood")),
     "table2": ("Table 2: coalition predictivity, ridge R² on the OOD split (↑)", ("predictivity_r2",)),
     "table6": ("Table 6: coalition synergy, Pair (↑) and Ratio (↑) on the layer-local readout",
                ("pair", "ratio", "pair_heldout", "ratio_heldout", "pair_pooled_heldout", "frac_sig_pair")),
@@ -167,6 +167,9 @@ def write_report(study: StudyResults) -> Path:
         if st is not None:
             row.update({"ε̂": st["epsilon"], "ε upper (95%)": st["upper"],
                         "blocking / samples": f"{st['n_blocking']}/{st['n_samples']}"})
+            if st.get("epsilon_sampler") is not None and st["epsilon_sampler"] == st["epsilon_sampler"]:
+                row.update({f"ε̂ ({st['sampler']} sampler's D)": st["epsilon_sampler"],
+                            "its upper (95%)": st["upper_sampler"]})
             if st.get("pac_upper") is not None:
                 row.update({f"ε upper (1−δ={1 - st['pac_delta']:g})": st["pac_upper"],
                             f"≤ ε={st['pac_epsilon']:g}": "yes" if st["pac_met"] else "no"})
@@ -230,10 +233,12 @@ def write_report(study: StudyResults) -> Path:
     _write_table(stab_df, art / "tables" / "stability")
     add(("table", stab_df))
 
-    blocks.extend(evidence_blocks(study))
-    from .report_diagnostics import closure_blocks  # closure diagnostics and ASHG stability (§5.5–§5.6)
+    from .report_diagnostics import (
+        closure_blocks,  # closure diagnostics and ASHG stability (§5.5–§5.6)
+    )
 
     blocks.extend(closure_blocks(study))
+    blocks.extend(evidence_blocks(study))
     add(("h2", "Coalition size distributions"))
     for layer in d.layers:
         parts: dict[str, Partition] = {k.label: p for k, p in study.partitions.items()

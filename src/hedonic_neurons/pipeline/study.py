@@ -44,11 +44,14 @@ from .plan import K_SWEEP, NULL_SEED, PartitionKey, StudyPlan, build_plan, model
 from .report import write_frame, write_report
 from .stages.baselines import work_baselines
 from .stages.capture import encode, stage_capture
-from .stages.diagnostics import work_closure, work_k_sweep
+from .stages.controls import stage_attribution, stage_controls, stage_verify
 from .stages.data import load_study_tokenizer, stage_data
-from .stages.evaluate import stage_ood, work_evaluation
+from .stages.diagnostics import work_closure, work_k_sweep
+from .stages.evaluate import HELDOUT_KEYS, stage_ood, work_evaluation_heldout, work_ood_estimated
+from .stages.explorer import export_explorer
 from .stages.finetune import load_study_model, stage_model
 from .stages.partition import work_partition
+from .stages.split import work_psi, work_split
 from .stages.stability import work_stability
 from .stages.track import work_tracking
 from .stages.valuate import work_valuation
@@ -91,6 +94,19 @@ class StudyResults:
         Units computed in this call and units taken from the cache.
     report : pathlib.Path or None
         ``report.md`` once written (``report.html`` next to it).
+    verification : pandas.DataFrame
+        One row per layer: the estimated OOD drop checked against exact ablations on a
+        size-stratified sample (``layer, n_coalitions, n_sample, spearman, abs_error,
+        max_abs_error, rel_error, mean_abs_exact_drop``) and the all-LoRA drop
+        (``all_lora_drop``, ``metric_full``); docs/method.md §8.5.
+    controls : dict or None
+        ``controls.json``: OOD metric of ``finetuned``, ``no_lora``, ``base``, and ``gain``.
+    split : dict or None
+        The held-out split: ``n_discovery``, ``n_heldout``, query counts, ``fraction``, ``seed``.
+    coalitions : pandas.DataFrame
+        The explorer's per-coalition table (``artifacts/coalitions.parquet``).
+    explorer : pathlib.Path or None
+        ``explorer.html`` in the run directory.
     closure : pandas.DataFrame
         Closure diagnostics (docs/method.md §5.5), one row per hedonic partition: ``layer,
         method, seed`` and :data:`.stages.diagnostics.CLOSURE_FIELDS` (``artifacts/closure.csv``).
@@ -113,6 +129,11 @@ class StudyResults:
     executed: tuple[str, ...] = ()
     reused: tuple[str, ...] = ()
     report: Path | None = None
+    verification: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    controls: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    coalitions: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+    explorer: Path | None = None
     closure: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
     k_sweep: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
@@ -176,6 +197,32 @@ def _work_ood(cfg: StudyConfig, adapter: str, layer: int, part: str, pairs: str,
     model, tok = _worker_model(cfg, adapter)
     batches = encode(tok, pd.read_parquet(pairs), cfg.model.batch_size, cfg.model.max_length)
     stage_ood(model, batches, layer, Path(part), Path(pairs), Path(qrels), cfg.task, eval_options(cfg), out)
+
+
+def _ood_batches(cfg: StudyConfig, tok: Any, pairs: str) -> list[Any]:
+    return encode(tok, pd.read_parquet(pairs), cfg.model.batch_size, cfg.model.max_length)
+
+
+def _work_attribution(cfg: StudyConfig, adapter: str, layer: int, pairs: str, qrels: str, out: Path) -> None:
+    """Per-neuron attributions of one layer on the OOD pairs and its all-LoRA drop (docs/method.md §8.5)."""
+    model, tok = _worker_model(cfg, adapter)
+    stage_attribution(model, _ood_batches(cfg, tok, pairs), layer, Path(pairs), Path(qrels), cfg.task, out)
+
+
+def _work_verify(cfg: StudyConfig, adapter: str, layer: int, attribution: str, parts: list[str], pairs: str,
+                 qrels: str, out: Path) -> None:
+    """Estimated vs exact OOD drop on a size-stratified sample of one layer's coalitions."""
+    model, tok = _worker_model(cfg, adapter)
+    e = cfg.evaluation
+    stage_verify(model, _ood_batches(cfg, tok, pairs), layer, Path(attribution), [Path(p) for p in parts],
+                 Path(pairs), Path(qrels), cfg.task, e.ood_verify, e.heldout_seed, e.min_size, out)
+
+
+def _work_controls(cfg: StudyConfig, adapter: str, pairs: str, qrels: str, out: Path) -> None:
+    """OOD metric of the fine-tuned model, with every LoRA neuron reverted, and before fine-tuning."""
+    model, tok = _worker_model(cfg, adapter)
+    before = (lambda: load_study_model(cfg, None, fresh_lora=True)) if cfg.finetune.enabled else None
+    stage_controls(model, _ood_batches(cfg, tok, pairs), Path(pairs), Path(qrels), cfg.task, out, before=before)
 
 
 def run_study(cfg: StudyConfig, *, run_dir: str | os.PathLike[str] | None = None, progress: bool = True,
@@ -267,8 +314,27 @@ def _run_locked(cfg: StudyConfig, run: Path, *, progress: bool, report: bool, ex
                           batch_size=cfg.model.batch_size, max_length=cfg.model.max_length, progress=progress)
         timed("capture", lambda unit=unit, cap=cap: cache.run(unit, cap))  # type: ignore[misc]
 
-    _say(progress, "stage 4/9 valuations")
-    parallel("valuations", [(u, work_valuation, (str(plan.record_file("capture", layer)), v, NULL_SEED))
+    def with_model(stage: str, jobs: list[Job]) -> None:
+        """Units that need the model: on the workers of a cluster, else here with the one loaded model."""
+        if remote:
+            parallel(stage, jobs, model=True)
+            return
+        for u, fn, args in jobs:
+            def one(out: Path, fn: Callable[..., Any] = fn, args: tuple[Any, ...] = args) -> None:
+                _WORKER_MODELS.clear()
+                _WORKER_MODELS[(cfg.hash("model", "lora"), adapter)] = box.get()
+                fn(*args, out)
+            timed(stage, lambda u=u, one=one: cache.run(u, one))  # type: ignore[misc]
+
+    _say(progress, "held-out split of the capture set by query; ψ on each part (docs/method.md §8.5)")
+    assert plan.split is not None
+    timed("split", lambda: cache.run(plan.split, lambda out: work_split(  # type: ignore[arg-type]
+        str(plan.data.file("capture.parquet")), [str(plan.record_file("capture", layer)) for layer in layers],
+        layers, cfg.evaluation.heldout_fraction, cfg.evaluation.heldout_seed, out)))
+    parallel("psi", [(u, work_psi, (str(plan.record_file(part, layer)),)) for (layer, part), u in plan.psi.items()])
+
+    _say(progress, "stage 4/9 valuations (discovery part of the capture set)")
+    parallel("valuations", [(u, work_valuation, (str(plan.record_file("discovery", layer)), v, NULL_SEED))
                             for (layer, v), u in plan.valuation.items()])
 
     _say(progress, "stage 5/9 hedonic partitions")
@@ -302,12 +368,15 @@ def _run_locked(cfg: StudyConfig, run: Path, *, progress: bool, report: bool, ex
         parallel("stability", [
             (u, work_stability, (str(plan.phi_file(key.layer, vocab.parse_method_label(key.method)[0])),
                                  str(plan.partition_file(key)), d.k, list(d.pac.size_range),
-                                 cfg.evaluation.stability_samples, key.seed, d.pac.epsilon, d.pac.delta))
+                                 cfg.evaluation.stability_samples, key.seed, d.pac.epsilon, d.pac.delta,
+                                 {"sampler": d.pac.sampler, "m": d.pac.m, "omega": d.pac.omega}
+                                 if vocab.parse_method_label(key.method)[1] == "pac_top_cover"
+                                 and d.pac.sampler in ("top", "weighted") else None))
             for key, u in plan.stability.items()])
 
     _say(progress, "stage 7/9 matched baselines")
     parallel("baselines", [
-        (u, work_baselines, (str(plan.partition_file(ref)), str(plan.record_file("capture", ref.layer)),
+        (u, work_baselines, (str(plan.partition_file(ref)), str(plan.record_file("discovery", ref.layer)),
                              list(d.baselines), ref.seed,
                              {"layer": ref.layer, "seed": ref.seed, "model": cfg.model.base, "task": cfg.task}))
         for ref, u in plan.baselines.items()])
@@ -315,30 +384,39 @@ def _run_locked(cfg: StudyConfig, run: Path, *, progress: bool, report: bool, ex
     _say(progress, "stage 8/9 evaluation (synergy, alignment, predictivity, OOD drop)")
     opts = eval_options(cfg)
     intrinsic = [x for x in cfg.evaluation.metrics if x in ("synergy", "alignment", "predictivity")]
+    e = cfg.evaluation
+
+    def heldout(layer: int) -> dict[str, str]:
+        files = (plan.record_file("discovery", layer), plan.record_file("heldout", layer),
+                 plan.psi[(layer, "discovery")].file("psi.safetensors"), plan.psi[(layer, "heldout")].file("psi.safetensors"))
+        return dict(zip(HELDOUT_KEYS, map(str, files)))
+
+    null_opts = {"min_size": opts.min_size, "null_draws": e.null_draws, "alpha": e.alpha}
     parallel("evaluation", [
-        (u, work_evaluation, (str(plan.partition_file(key)), str(plan.record_file("capture", key.layer)),
-                              str(plan.record_file("ood", key.layer)), str(plan.data.file("ood_features.parquet")),
-                              intrinsic, {"min_size": opts.min_size, "ridge_alpha": opts.ridge_alpha},
-                              (str(plan.data.file("capture.parquet")), str(plan.data.file("ood.parquet")))))
+        (u, work_evaluation_heldout, (str(plan.partition_file(key)), str(plan.record_file("capture", key.layer)),
+                                      str(plan.record_file("ood", key.layer)),
+                                      str(plan.data.file("ood_features.parquet")), intrinsic,
+                                      {**null_opts, "ridge_alpha": opts.ridge_alpha},
+                                      (str(plan.data.file("capture.parquet")), str(plan.data.file("ood.parquet"))),
+                                      heldout(key.layer)))
         for key, u in plan.evaluation.items()])
-    if plan.ood and remote:
-        parallel("ood", [(u, _work_ood, (cfg, adapter, key.layer, str(plan.partition_file(key)),
-                                         str(plan.data.file("ood.parquet")), str(plan.data.file("ood_qrels.parquet"))))
-                         for key, u in plan.ood.items()], model=True)
-    elif plan.ood:
-        def ood_all() -> None:
-            batches: list[Any] = []
-            unique = {u.key: (key, u) for key, u in plan.ood.items()}  # exact Top Covering: one unit per seed
-            for key, u in unique.values():
-                def one(out: Path, key: PartitionKey = key) -> None:
-                    model, tok = box.get()
-                    if not batches:
-                        pairs = pd.read_parquet(plan.data.file("ood.parquet"))
-                        batches.extend(encode(tok, pairs, cfg.model.batch_size, cfg.model.max_length))
-                    stage_ood(model, batches, key.layer, plan.partition_file(key), plan.data.file("ood.parquet"),
-                              plan.data.file("ood_qrels.parquet"), cfg.task, opts, out)
-                cache.run(u, one)
-        timed("ood", ood_all)
+    if plan.ood:  # every coalition through one attribution pass per layer (docs/method.md §8.4–§8.5)
+        pairs_f, qrels_f = str(plan.data.file("ood.parquet")), str(plan.data.file("ood_qrels.parquet"))
+        with_model("attribution", [(u, _work_attribution, (cfg, adapter, layer, pairs_f, qrels_f))
+                                   for layer, u in plan.attribution.items()])
+        parallel("ood", [
+            (u, work_ood_estimated, (str(plan.partition_file(key)),
+                                     str(plan.attribution[key.layer].file("attributions.safetensors")),
+                                     str(plan.attribution[key.layer].file("all_lora.json")), pairs_f, qrels_f,
+                                     cfg.task, {**null_opts, "ood_null_draws": e.ood_null_draws}))
+            for key, u in {u.key: (k, u) for k, u in plan.ood.items()}.values()])
+        with_model("verify", [
+            (u, _work_verify, (cfg, adapter, layer, str(plan.attribution[layer].file("attributions.safetensors")),
+                               sorted({str(plan.partition_file(k)) for k in plan.partitions if k.layer == layer}),
+                               pairs_f, qrels_f))
+            for layer, u in plan.verify.items()])
+        if plan.controls is not None:
+            with_model("controls", [(plan.controls, _work_controls, (cfg, adapter, pairs_f, qrels_f))])
 
     if plan.tracking:
         _say(progress, "stage 9/9 tracking across layers")
@@ -402,12 +480,27 @@ def _results(plan: StudyPlan) -> pd.DataFrame:
                 add(key, metric, value)
     for key, u in plan.ood.items():
         if u.done:
-            add(key, "ood_drop", read_json(u.file("metrics.json"))["ood_drop"])
+            m = read_json(u.file("metrics.json"))
+            for metric in ("ood_drop", "ood_drop_rel", "ood_drop_excess", "frac_sig_ood"):
+                if metric in m:
+                    add(key, metric, m[metric])
+    first = cfg.discovery.seeds[0]
+    for layer, u in plan.attribution.items():  # the all-LoRA bound, one row per layer (§8.5)
+        if u.done:
+            add(PartitionKey(layer, "all_lora", first), "ood_drop", read_json(u.file("all_lora.json"))["drop"])
+    if plan.controls is not None and plan.controls.done:  # control models, layer -1 (the whole model)
+        ctl = read_json(plan.controls.file("controls.json"))
+        for name in ("finetuned", "no_lora", "base"):
+            if ctl.get(name) is not None and ctl[name] == ctl[name]:  # NaN: no model before fine-tuning
+                add(PartitionKey(-1, name, first), "ood_metric", ctl[name])
     for key, u in plan.stability.items():
         if u.done:
             st = read_json(u.file("stability.json"))
             add(key, "epsilon_hat", st["epsilon"])
             add(key, "epsilon_upper", st["upper"])
+            if "epsilon_sampler" in st:  # ε̂ under the PAC sampler's own D (docs/method.md §5.3)
+                add(key, "epsilon_hat_sampler", st["epsilon_sampler"])
+                add(key, "epsilon_upper_sampler", st["upper_sampler"])
     for key, u in plan.closure.items():  # largest_share itself comes with the evaluation's shape metrics
         if u.done:
             add(key, "null_largest_share", read_json(u.file("closure.json"))["null_largest_share"])
@@ -526,13 +619,42 @@ def collect(plan: StudyPlan, timings: dict[str, float] | None = None) -> StudyRe
             st = read_json(u.file("stability.json"))
             stab_rows.append({"layer": key.layer, "method": key.label, "seed": key.seed,
                               **{k: st.get(k) for k in ("epsilon", "upper", "n_blocking", "n_samples",
-                                                         "pac_epsilon", "pac_delta", "pac_upper", "pac_met")}})
+                                                         "pac_epsilon", "pac_delta", "pac_upper", "pac_met",
+                                                         "sampler", "epsilon_sampler", "upper_sampler")}})
     mj = plan.model.file("model.json")
     compute: dict[str, tuple[int, float]] = {}
     for u in plan.units():
         if u.done:
             n, s = compute.get(u.stage, (0, 0.0))
             compute[u.stage] = (n + 1, s + plan.cache.seconds(u))
+    verification, controls, split_info, coalitions, explorer = _evidence(plan)
     return StudyResults(cfg, run, tuple(plan.labels()), results, transitions, partitions, pd.DataFrame(stab_rows),
                         read_json(mj) if mj.is_file() else None, tuple(sankeys), dict(timings or {}), compute,
-                        tuple(plan.cache.executed), tuple(plan.cache.reused), closure=closure, k_sweep=sweep)
+                        tuple(plan.cache.executed), tuple(plan.cache.reused), closure=closure, k_sweep=sweep,
+                        verification=verification, controls=controls, split=split_info, coalitions=coalitions,
+                        explorer=explorer)
+
+
+def _evidence(plan: StudyPlan) -> tuple[pd.DataFrame, dict[str, Any] | None, dict[str, Any] | None, pd.DataFrame,
+                                        Path | None]:
+    """The evidence protocol's outputs (docs/method.md §8.5): verification per layer, controls, the
+    held-out split, and the explorer's artifacts and page (written into the run directory)."""
+    rows = []
+    for layer, u in plan.attribution.items():
+        row: dict[str, Any] = {"layer": layer}
+        if u.done:
+            al = read_json(u.file("all_lora.json"))
+            row.update(all_lora_drop=al["drop"], metric_full=al["metric_full"])
+        v = plan.verify.get(layer)
+        if v is not None and v.done:
+            row.update({k: val for k, val in read_json(v.file("verify.json")).items() if k not in ("layer", "seed")})
+        rows.append(row)
+    controls = (read_json(plan.controls.file("controls.json"))
+                if plan.controls is not None and plan.controls.done else None)
+    split = None
+    if plan.split is not None and plan.split.done:
+        split = {k: v for k, v in read_json(plan.split.file("split.json")).items() if k not in ("discovery", "heldout")}
+    explorer = export_explorer(plan)
+    coal = plan.run_dir / "artifacts" / "coalitions.parquet"
+    coalitions = pd.read_parquet(coal) if explorer is not None and coal.is_file() else pd.DataFrame()
+    return pd.DataFrame(rows), controls, split, coalitions, explorer
