@@ -167,7 +167,7 @@ def study(tiny_dir, tmp_path_factory, torch_one_thread):
         "discovery": {"layers": [1, 2], "valuations": ["pas_exact", "oca"],
                       "methods": ["nash_stable", "top_cover"], "seeds": [0, 1], "k": 2,
                       "ashg": {"max_sweeps": 100, "order": "random"}},
-        "evaluation": {"metrics": ["stability", "synergy"], "stability_samples": 200},
+        "evaluation": {"metrics": ["stability", "synergy"], "stability_samples": 200, "null_draws": 100},
         "tracking": {"sankey": False},
         "output_dir": str(out), "n_jobs": 1,
     })
