@@ -151,9 +151,13 @@ class StudyPlan:
     def psi_source(self, layer: int) -> tuple[Unit | None, Path | None, str]:
         """``(unit, file, kind)`` of the ψ behind the k-sweep's pooled Pair at ``layer`` (docs/method.md §5.5, §8.5).
 
-        ``kind`` is ``"in-sample"`` for the ``pas_exact`` φ (exact PAS on the layer-local
-        readout is ψ(i, j), eq. 7, on the inputs the partitions were found on), else ``"none"``.
+        ``kind`` is ``"held-out"`` for ψ on the held-out part of the capture set, else
+        ``"in-sample"`` for the ``pas_exact`` φ (exact PAS on the layer-local readout is
+        ψ(i, j), eq. 7, on the inputs the partitions were found on), else ``"none"``.
         """
+        if (layer, "heldout") in self.psi:
+            u = self.psi[(layer, "heldout")]
+            return u, u.file("psi.safetensors"), "held-out"
         if (layer, "pas_exact") in self.valuation:
             return self.valuation[(layer, "pas_exact")], self.phi_file(layer, "pas_exact"), "in-sample"
         return None, None, "none"
