@@ -324,3 +324,27 @@ def test_closure_null_share_of_nash_stable_is_the_dynamics_on_the_null() -> None
         assert closure_null_share(phi, "toy_closure", 2, seed=1) == closure_null_share(phi, "top_cover", 2, seed=1)
     finally:
         vocab.PARTITION_METHODS.pop("toy_closure")
+
+
+def test_mnist_study_dispatches_nash_stable(tmp_path) -> None:
+    from hedonic_neurons.mnist.study import (
+        HEDONIC_METHODS,
+        METHOD_LABELS,
+        MnistStudyConfig,
+        _partitions,
+    )
+
+    assert HEDONIC_METHODS["hedonic_pas_nash"] == ("nash_stable", "pas_exact")
+    assert HEDONIC_METHODS["hedonic_oca_nash"] == ("nash_stable", "oca")
+    assert METHOD_LABELS["hedonic_pas_nash"] == "Hedonic (PAS, Nash-stable ASHG)"
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(2, 30, 30))
+    phis = {"pas_exact": a + a.T, "oca": b + b.T}
+    cfg = MnistStudyConfig.quick(m=500, omega=50)
+    parts = _partitions(tmp_path, phis, rng.normal(size=(30, 40)), cfg, 3,
+                        ["hedonic_pas", "hedonic_pas_nash", "hedonic_oca_nash"], "key")
+    for label, (_, val) in (("hedonic_pas_nash", HEDONIC_METHODS["hedonic_pas_nash"]),
+                            ("hedonic_oca_nash", HEDONIC_METHODS["hedonic_oca_nash"])):
+        ref = nash_stable_partition(phis[val], seed=3, max_sweeps=200, order="random")
+        assert np.array_equal(parts[label].labels, ref.labels)
+        assert parts[label].meta["method"] == "nash_stable" and parts[label].meta["mnist_method"] == label
