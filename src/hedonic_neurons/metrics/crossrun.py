@@ -37,9 +37,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ArtifactError, InputError
+from ..errors import InputError
 from ..io import atomic_write
-from ..vocab import METRICS, TASKS, display_label, method_order, model_label
+from ..vocab import METRICS, TASKS, display_label, method_order
+from ._crossrun_load import RUN_COLUMNS, load_runs
+from ._crossrun_writers import to_csv, to_latex, to_markdown
 from .stats import mean_ci, paired_ttest
 
 __all__ = [
@@ -57,8 +59,6 @@ __all__ = [
     "write_tables",
 ]
 
-#: Columns of :func:`load_runs`' frame.
-RUN_COLUMNS: tuple[str, ...] = ("run", "model", "task", "method", "seed", "layer", "metric", "value")
 _UNIT = ("model", "task", "method", "seed", "layer")
 
 #: Methods that are bounds or reference models, not partitions: never a default comparison.
@@ -106,121 +106,6 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in (
 )}
 _ALIASES = {"1": "table1", "2": "table2", "3": "table3", "6": "table6", "extrinsic": "table1",
             "predictivity": "table2", "transitions": "table3", "synergy": "table6", "intrinsic": "table6"}
-
-
-# ----------------------------------------------------------------------------- loading
-def _read_config(run: Path) -> dict[str, Any]:
-    import yaml
-
-    for name in ("config.yaml", "config.yml", "config.json"):
-        path = run / name
-        if path.is_file():
-            try:
-                data = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as exc:
-                raise ArtifactError(f"{path}: not valid YAML/JSON ({exc}).") from exc
-            return data if isinstance(data, dict) else {}
-    return {}
-
-
-def _fill_from_config(df: pd.DataFrame, cfg: dict[str, Any], path: Path) -> pd.DataFrame:
-    model_cfg = cfg.get("model")
-    base = model_cfg.get("base") if isinstance(model_cfg, dict) else model_cfg
-    fallback = {"model": model_label(str(base)) if base else None, "task": cfg.get("task")}
-    for col, value in fallback.items():
-        if col not in df.columns:
-            if value is None:
-                raise ArtifactError(f"{path}: no '{col}' column and no '{col}' in the run's config.yaml.")
-            df[col] = value
-        elif value is not None:
-            df[col] = df[col].fillna(value)
-    return df
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not a readable CSV ({exc}).") from exc
-
-
-def _transition_rows(path: Path, cfg: dict[str, Any]) -> pd.DataFrame:
-    tr = _read_csv(path)
-    need = ["method", "seed", "src_layer", "event", "percent"]
-    missing = [c for c in need if c not in tr.columns]
-    if missing:
-        raise ArtifactError(f"{path}: missing column(s) {missing}; expected at least {need}.")
-    tr = _fill_from_config(tr, cfg, path)
-    return pd.DataFrame({"model": tr["model"], "task": tr["task"], "method": tr["method"], "seed": tr["seed"],
-                         "layer": tr["src_layer"], "metric": "transition_" + tr["event"].astype(str).str.lower(),
-                         "value": tr["percent"]})
-
-
-def load_runs(paths: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
-    """Long results of several finished runs (``hedonic run`` directories).
-
-    Parameters
-    ----------
-    paths : iterable of path
-        Run directories, each with ``artifacts/results.csv`` (and ``config.yaml``).
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`RUN_COLUMNS` (``run`` is the directory as given), ``value`` numeric
-        (non-numbers become NaN). Transition percentages are included as described in the
-        module docstring.
-
-    Raises
-    ------
-    ArtifactError
-        A directory without ``artifacts/results.csv``, a CSV without the long-format columns,
-        or no model/task in either the CSV or the config.
-    InputError
-        No paths, or two runs holding the same ``(model, task, method, seed, layer, metric)``.
-    """
-    runs = [Path(p) for p in paths]
-    if not runs:
-        raise InputError("paths: expected at least one run directory, got none.")
-    seen: dict[Path, Path] = {}
-    for run in runs:
-        key = run.resolve()
-        if key in seen:
-            raise InputError(f"paths: {run} is given twice (also as {seen[key]}); expected each run once.")
-        seen[key] = run
-    frames: list[pd.DataFrame] = []
-    for run in runs:
-        results = run / "artifacts" / "results.csv"
-        if not results.is_file():
-            what = "does not exist" if not run.exists() else "has no artifacts/results.csv"
-            raise ArtifactError(f"{run}: {what}; expected a finished 'hedonic run' directory.")
-        cfg = _read_config(run)
-        df = _read_csv(results)
-        need = ["method", "seed", "layer", "metric", "value"]
-        missing = [c for c in need if c not in df.columns]
-        if missing:
-            raise ArtifactError(f"{results}: missing column(s) {missing}; expected the long format "
-                                f"{list(RUN_COLUMNS[1:])}.")
-        parts = [_fill_from_config(df, cfg, results)[list(RUN_COLUMNS[1:])]]
-        transitions = run / "artifacts" / "transitions.csv"
-        if transitions.is_file():
-            parts.append(_transition_rows(transitions, cfg))
-        one = pd.concat(parts, ignore_index=True)
-        one.insert(0, "run", str(run))
-        frames.append(one)
-    out = pd.concat(frames, ignore_index=True)
-    out["value"] = pd.to_numeric(out["value"], errors="coerce")
-    out["metric"] = out["metric"].astype(str)
-    out["method"] = out["method"].astype(str)
-    keys = ["model", "task", "method", "seed", "layer", "metric"]
-    per_key = out.groupby(keys, dropna=False)["run"].nunique()
-    clash = per_key[per_key > 1]
-    if not clash.empty:
-        key = clash.index[0]
-        owners = sorted(out.loc[(out[keys] == pd.Series(key, index=keys)).all(axis=1), "run"].unique())
-        raise InputError(f"paths: runs {owners} both hold {dict(zip(keys, key))}; expected each "
-                         "(model, task, seed) in one run only.")
-    return out[list(RUN_COLUMNS)]
 
 
 # ----------------------------------------------------------------------------- cells
@@ -448,105 +333,6 @@ def _format_paired(tests: pd.DataFrame) -> pd.DataFrame:
             for r in tests.itertuples(index=False)]
     return pd.DataFrame(rows, columns=["Model", "Task", "Metric", "Method", "Baseline", "n", "Mean", "Baseline mean",
                                        "Δ [95% CI]", "t", "p", "d_z"]).set_index(["Model", "Task", "Metric"])
-
-
-# ----------------------------------------------------------------------------- writers
-def _header_and_body(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    names = [str(n) if n is not None else "" for n in table.index.names]
-    if isinstance(table.columns, pd.MultiIndex):
-        cols = [" / ".join(str(p) for p in c if str(p)) for c in table.columns]
-    else:
-        cols = [str(c) for c in table.columns]
-    body = [[*(str(k) for k in (key if isinstance(key, tuple) else (key,))), *(str(v) for v in row)]
-            for key, row in zip(table.index, table.itertuples(index=False, name=None))]
-    return [*names, *cols], body
-
-
-def to_csv(table: pd.DataFrame) -> str:
-    """CSV with one header row: the index levels as leading columns, column levels joined by ``" / "``."""
-    header, body = _header_and_body(table)
-    return pd.DataFrame(body, columns=header).to_csv(index=False, lineterminator="\n")
-
-
-def to_markdown(table: pd.DataFrame, title: str | None = None) -> str:
-    """A GitHub pipe table; a repeated leading index value (a row group) is printed once."""
-    header, body = _header_and_body(table)
-    n_index = table.index.nlevels
-
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = [f"### {title}", ""] if title else []
-    lines += ["| " + " | ".join(esc(h) for h in header) + " |",
-              "|" + "|".join(" --- " if i < n_index else " ---: " for i in range(len(header))) + "|"]
-    previous: str | None = None
-    for row in body:
-        shown = list(row)
-        if n_index > 1 and row[0] == previous:
-            shown[0] = ""
-        previous = row[0]
-        lines.append("| " + " | ".join(esc(c) for c in shown) + " |")
-    return "\n".join(lines) + "\n"
-
-
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-          "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "---", "²": r"$^2$", "Δ": r"$\Delta$", "ε̂": r"$\hat\varepsilon$",
-                  "ε": r"$\varepsilon$"}
-
-
-def _tex(s: Any) -> str:
-    out = "".join(_LATEX.get(ch, ch) for ch in str(s))
-    for k, v in _LATEX_SYMBOLS.items():
-        out = out.replace(k, v)
-    return out.replace("R2", r"R$^2$")
-
-
-def to_latex(table: pd.DataFrame, caption: str | None = None, label: str | None = None) -> str:
-    """A booktabs ``tabular``: a model row over its metric columns (``\\cmidrule``), a row-group line per
-    task (first index level) and one row per method. Text is escaped; ``±`` becomes ``$\\pm$``."""
-    n_index = table.index.nlevels
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{_tex(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    body_index = n_index - 1 if n_index > 1 else n_index
-    n_cols = body_index + table.shape[1]
-    lines += [r"\begin{tabular}{" + "l" * body_index + "r" * table.shape[1] + "}", r"\toprule"]
-    lead = [_tex(n or "") for n in table.index.names][-body_index:]
-    if isinstance(table.columns, pd.MultiIndex) and table.columns.nlevels == 2:
-        groups: list[tuple[str, int]] = []
-        for top, _ in table.columns:
-            if groups and groups[-1][0] == top:
-                groups[-1] = (top, groups[-1][1] + 1)
-            else:
-                groups.append((top, 1))
-        head = [""] * body_index + [rf"\multicolumn{{{k}}}{{c}}{{{_tex(top)}}}" for top, k in groups]
-        lines.append(" & ".join(head) + r" \\")
-        start = body_index + 1
-        rules = []
-        for _, k in groups:
-            rules.append(rf"\cmidrule(lr){{{start}-{start + k - 1}}}")
-            start += k
-        lines.append(" ".join(rules))
-        lines.append(" & ".join([*lead, *(_tex(c[1]) for c in table.columns)]) + r" \\")
-    else:
-        lines.append(" & ".join([*lead, *(_tex(c) for c in table.columns)]) + r" \\")
-    lines.append(r"\midrule")
-    previous: Any = None
-    for i, (key, row) in enumerate(zip(table.index, table.itertuples(index=False, name=None))):
-        key_t = key if isinstance(key, tuple) else (key,)
-        if n_index > 1:
-            if i == 0 or key_t[0] != previous:
-                if i > 0:
-                    lines.append(r"\midrule")
-                lines.append(rf"\multicolumn{{{n_cols}}}{{l}}{{\textit{{{_tex(key_t[0])}}}}} \\")
-                previous = key_t[0]
-            key_t = key_t[1:]
-        lines.append(" & ".join([*(_tex(k) for k in key_t), *(_tex(v) for v in row)]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"
 
 
 def _write(path: Path, text: str) -> Path:
