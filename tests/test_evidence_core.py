@@ -286,3 +286,30 @@ def test_verdict_table_against_scipy() -> None:
         assert r["verdict"] == word
     text = " ".join(verdict_sentences(table))
     assert "**hedonic_pas**" in text and "vs kmeans" in text
+
+
+def test_alignment_null_against_one_coalition_at_a_time(tiny) -> None:
+    from hedonic_neurons.evaluation import evaluate_alignment_null
+    from hedonic_neurons.metrics.alignment import coalition_activations, feature_alignment
+    from hedonic_neurons.metrics.nulls import size_matched_null
+
+    rec, part = tiny["record"], tiny["partition"]
+    feats = pd.DataFrame(np.random.default_rng(2).normal(size=(rec.n_inputs, 4)), columns=list("abcd"))
+    opts = EvaluationOptions(ood_null_draws=40, seed=3)
+    table, excess, frac = evaluate_alignment_null(rec, part, feats, opts)
+    a = np.asarray(rec.a, dtype=np.float64)
+    full = feature_alignment(coalition_activations(a, part), feats).set_index("coalition")["r2"]
+
+    def one(members: np.ndarray) -> float:
+        x = a[:, members].mean(axis=1)
+        return float(max(np.corrcoef(x, feats[c])[0, 1] ** 2 for c in feats.columns))
+
+    ids = table["coalition"].to_numpy()
+    for c in ids:  # observed R² by hand
+        assert_close(full[c], one(part.coalitions[c]), rtol=1e-9, atol=1e-12)
+    ref = size_matched_null(pd.Series(full[ids].to_numpy(), index=ids), pd.Series(table["size"].to_numpy(), index=ids),
+                            one, n_players=part.n_players, draws_per_size=40, seed=3, metric="r2")
+    for col in ("r2", "null_mean", "null_sd", "p_value", "q_value"):
+        assert_close(table[col].to_numpy(), ref[col].to_numpy(), rtol=1e-9, atol=1e-12)
+    assert_close(excess, float((ref["r2"] - ref["null_mean"]).mean()), rtol=1e-9, atol=1e-12)
+    assert frac == float(ref["significant"].mean())

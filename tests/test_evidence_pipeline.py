@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
 
 LAYERS = [1, 2]
 NEW_METRICS = {"pair_heldout", "ratio_heldout", "pair_pooled_heldout", "pair_pooled_excess", "frac_sig_pair",
-               "ood_drop", "ood_drop_rel", "ood_drop_excess", "frac_sig_ood"}
+               "ood_drop", "ood_drop_rel", "ood_drop_excess", "frac_sig_ood", "align_excess", "frac_sig_align"}
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,8 @@ def test_verdict_first_and_consistent_with_the_results(run) -> None:
         mine = res[(res["method"] == "hedonic_pas") & (res["metric"] == r["metric"])]["value"].mean()
         assert_close(r["mean"], mine, rtol=1e-9, atol=1e-15)
         if r["against"] == SIZE_MATCHED:
-            excess = {"pair_pooled_heldout": "pair_pooled_excess", "ood_drop": "ood_drop_excess"}[r["metric"]]
+            excess = {"pair_pooled_heldout": "pair_pooled_excess", "ood_drop": "ood_drop_excess",
+                      "align_r2": "align_excess"}[r["metric"]]
             want = res[(res["method"] == "hedonic_pas") & (res["metric"] == excess)]["value"].mean()
         else:
             other = res[(res["method"] == r["against"]) & (res["metric"] == r["metric"])]["value"].mean()

@@ -53,6 +53,7 @@ __all__ = [
     "PredictivityEval",
     "SynergyEval",
     "evaluate_alignment",
+    "evaluate_alignment_null",
     "evaluate_heldout_synergy",
     "evaluate_ood",
     "evaluate_ood_estimated",
@@ -381,6 +382,53 @@ def evaluate_alignment(ood_record: LayerRecord, partition: Partition, features: 
     from .metrics.stats import finite_mean
 
     return AlignmentEval(al, finite_mean((big if len(big) else al)["r2"]))
+
+
+def evaluate_alignment_null(ood_record: LayerRecord, partition: Partition, features: pd.DataFrame,
+                            options: EvaluationOptions = EvaluationOptions()) -> tuple[pd.DataFrame, float, float]:
+    """Alignment R² of every coalition of size ``>= min_size`` against random coalitions of its size.
+
+    A random coalition's R² is computed exactly as a real one's (mean activation on the OOD
+    records, max_j corr² with the features; :func:`hedonic_neurons.metrics.alignment.feature_alignment`),
+    ``options.ood_null_draws`` per size (:func:`hedonic_neurons.metrics.nulls.size_matched_null_batch`,
+    one-sided, BH at ``options.alpha``); docs/method.md §8.5.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``coalition, size, r2, null_mean, null_sd, z, p_value, q_value, significant``.
+    excess : float
+        Mean over the coalitions of ``r2 − null_mean`` (``align_excess``).
+    frac_sig : float
+        Share of the coalitions with ``q_value <= alpha`` (``frac_sig_align``; NaN when none).
+    """
+    from .metrics.alignment import coalition_activations, feature_alignment
+    from .metrics.nulls import size_matched_null_batch
+    from .metrics.stats import finite_mean
+
+    part = _check_partition(partition)
+    rec = _check_record(ood_record, part, "ood_record")
+    if len(features) != rec.n_inputs:
+        raise InputError(f"features: {len(features)} rows but ood_record holds {rec.n_inputs} inputs; "
+                         "expected the features of the same pairs, in order.")
+    a = np.asarray(rec.a, dtype=np.float64)
+    feats = features.reset_index(drop=True)
+    sizes = np.asarray(part.sizes)
+    ids = [c for c in range(part.n_coalitions) if sizes[c] >= options.min_size]
+    if not ids:
+        return pd.DataFrame(columns=["coalition", "size", "r2", "null_mean", "null_sd", "z", "p_value", "q_value",
+                                     "significant"]), float("nan"), float("nan")
+    observed = feature_alignment(coalition_activations(a, part), feats)["r2"].to_numpy()[ids]
+
+    def r2_of(m: np.ndarray) -> np.ndarray:
+        acts = a @ m / m.sum(axis=0, keepdims=True)
+        return feature_alignment(acts, feats)["r2"].to_numpy()
+
+    table = size_matched_null_batch(pd.Series(observed, index=ids), pd.Series(sizes[ids], index=ids), r2_of,
+                                    n_players=part.n_players, draws_per_size=options.ood_null_draws,
+                                    alpha=options.alpha, seed=options.seed, metric="r2", min_size=options.min_size)
+    sig = table["significant"].astype(bool).to_numpy()
+    return table, finite_mean(table["r2"] - table["null_mean"]), float(sig.mean())
 
 
 def evaluate_predictivity(train_record: LayerRecord, ood_record: LayerRecord, partition: Partition,

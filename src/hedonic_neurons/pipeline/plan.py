@@ -298,7 +298,8 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
             {"partition": pref.key, "label": key.label, "capture": capture.key, "ood": capture_ood.key,
              "metrics": intrinsic, "ridge_alpha": ev["ridge_alpha"], "min_size": ev["min_size"], "task": cfg.task,
              "targets": data.key, "split": plan.split.key,
-             "psi": [plan.psi[(key.layer, p)].key for p in ("discovery", "heldout")], **nulls})
+             "psi": [plan.psi[(key.layer, p)].key for p in ("discovery", "heldout")], **nulls,
+             "align_null_draws": ev["ood_null_draws"]})
         if wants_ood:
             plan.ood[key] = cache.unit(
                 "ood", name,

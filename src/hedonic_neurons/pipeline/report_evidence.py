@@ -91,8 +91,9 @@ def verdict_blocks(study: StudyResults) -> list[Block]:
                         f"Tests over the {n_units} (seed, layer) units of this run (two-sided t-tests, level "
                         f"{e.alpha:g}; differences with 95% intervals). Against size-matched random: the excess of "
                         "the held-out pooled Pair over random partitions with the same coalition sizes, and of the "
-                        "OOD drop over random coalitions of each coalition's size (docs/method.md §8.5). Against "
-                        "the baselines: paired t-tests on held-out pooled Pair, OOD drop and alignment. "
+                        "OOD drop and of the alignment R² over random coalitions of each coalition's size "
+                        "(docs/method.md §8.5). Against the baselines: paired t-tests on held-out pooled Pair, OOD "
+                        "drop and alignment. "
                         "Full table: `artifacts/tables/verdict.csv`."))
     blocks.append(("table", verdict_summary(table)))
     blocks.append(("ul", verdict_sentences(table, alpha=e.alpha)))

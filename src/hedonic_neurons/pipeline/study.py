@@ -396,7 +396,8 @@ def _run_locked(cfg: StudyConfig, run: Path, *, progress: bool, report: bool, ex
         (u, work_evaluation_heldout, (str(plan.partition_file(key)), str(plan.record_file("capture", key.layer)),
                                       str(plan.record_file("ood", key.layer)),
                                       str(plan.data.file("ood_features.parquet")), intrinsic,
-                                      {**null_opts, "ridge_alpha": opts.ridge_alpha},
+                                      {**null_opts, "ridge_alpha": opts.ridge_alpha,
+                                       "ood_null_draws": e.ood_null_draws},
                                       (str(plan.data.file("capture.parquet")), str(plan.data.file("ood.parquet"))),
                                       heldout(key.layer)))
         for key, u in plan.evaluation.items()])

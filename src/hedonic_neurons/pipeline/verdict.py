@@ -6,7 +6,8 @@ Two families of tests, both over the units ``(seed, layer)`` of one run:
 - **against size-matched random**: the per-unit *excess* of a partition over random
   coalitions of the same sizes, ``pair_pooled_excess`` (pooled held-out Pair minus that of
   random partitions with the same size histogram) and ``ood_drop_excess`` (mean estimated
-  OOD drop minus that of random coalitions of each coalition's size). The mean excess with
+  OOD drop minus that of random coalitions of each coalition's size) and ``align_excess`` (mean
+  alignment R² minus that of random coalitions of each size). The mean excess with
   its 95% t-interval and the two-sided one-sample t-test of "excess = 0"
   (:func:`hedonic_neurons.metrics.stats.paired_ttest` against zeros); beside it the share of
   coalitions significantly above their size-matched null (``frac_sig_pair``,
@@ -41,10 +42,10 @@ VERDICT_COLUMNS: tuple[str, ...] = ("method", "against", "metric", "n", "mean", 
 
 #: Metric compared with the baselines -> the excess over size-matched random of the same question.
 VERDICT_METRICS: dict[str, str | None] = {"pair_pooled_heldout": "pair_pooled_excess", "ood_drop": "ood_drop_excess",
-                                          "align_r2": None}
+                                          "align_r2": "align_excess"}
 
 #: The share of significant coalitions reported beside each excess.
-_FRAC = {"pair_pooled_excess": "frac_sig_pair", "ood_drop_excess": "frac_sig_ood"}
+_FRAC = {"pair_pooled_excess": "frac_sig_pair", "ood_drop_excess": "frac_sig_ood", "align_excess": "frac_sig_align"}
 
 SIZE_MATCHED = "size-matched random"
 
@@ -123,7 +124,7 @@ def verdict_table(results: pd.DataFrame, labels: Sequence[str], *, alpha: float 
     df = results.assign(run="this run")
     for h in hed:
         for metric, excess in VERDICT_METRICS.items():
-            if excess is not None:
+            if excess is not None and (results["metric"] == excess).any():
                 x = _units(results, h, excess).to_numpy(dtype=np.float64)
                 x = x[np.isfinite(x)]
                 n = int(x.size)

@@ -38,6 +38,10 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     size-matched null on the held-out records and ψ
     (:func:`hedonic_neurons.evaluation.evaluate_heldout_synergy`; ``heldout.csv``).
 
+    With ``heldout`` the alignment is also tested against random coalitions of each size
+    (:func:`hedonic_neurons.evaluation.evaluate_alignment_null`; ``alignment_null.csv``,
+    ``align_excess``, ``frac_sig_align``).
+
     Writes ``synergy.csv``, ``alignment.csv``, ``heldout.csv`` (when computed) and ``metrics.json``
     (``{metric: value}``, :meth:`hedonic_neurons.evaluation.PartitionEval.metrics`).
     """
@@ -64,11 +68,18 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
         ev = replace(ev, heldout=held)
         write_json(out / "heldout.json", {"pair_pooled_null": held.pair_pooled_null, "pair_pooled_p": held.pair_pooled_p,
                                           "n_tested": held.n_tested})
+    metrics_out = ev.metrics()
+    if heldout and ev.alignment is not None and ood is not None and feats is not None:  # size-matched null (§8.5)
+        from ...evaluation import evaluate_alignment_null
+
+        al_table, al_excess, al_frac = evaluate_alignment_null(ood, part, feats, opts)
+        al_table.to_csv(out / "alignment_null.csv", index=False)
+        metrics_out.update(align_excess=al_excess, frac_sig_align=al_frac)
     if ev.synergy is not None:
         ev.synergy.table.to_csv(out / "synergy.csv", index=False)
     if ev.alignment is not None:
         ev.alignment.table.to_csv(out / "alignment.csv", index=False)
-    write_json(out / "metrics.json", ev.metrics())
+    write_json(out / "metrics.json", metrics_out)
 
 
 def work_evaluation_heldout(part_path: str, rec_path: str, ood_rec_path: str, feats_path: str, metrics: list[str],
