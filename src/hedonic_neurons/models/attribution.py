@@ -42,8 +42,7 @@ by the tests for all four families).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,10 +50,20 @@ import numpy as np
 import torch
 
 from ..errors import InputError, UnsupportedModelError
-from ..partition import Partition
-from .ablation import ablate
+from ._attribution_inputs import (
+    Batch,
+    Coalitions,
+    _check_layer,
+    _eval_mode,
+    _frozen,
+    _iterate,
+    _model_device,
+    coalition_members,
+    membership_matrix,
+)
+from ._replay import _exact_batch, _exact_pass, _prefix, _Suffix  # noqa: F401  (_prefix, _Suffix: re-exported for tests and benchmarks)
 from .arch import ArchSpec, architecture, unwrap
-from .load import model_inputs, pooled_positions, score
+from .load import score
 from .lora import base_bias, base_weight, lora_factors, mlp_linears
 
 __all__ = [
@@ -67,135 +76,6 @@ __all__ = [
     "membership_matrix",
     "neuron_attributions",
 ]
-
-Coalitions = Partition | Sequence[Sequence[int] | np.ndarray]
-Batch = Mapping[str, Any]
-
-
-# ----------------------------------------------------------------------------- validation
-def _model_device(model: torch.nn.Module, device: str | torch.device | None) -> torch.device:
-    """The model's device; ``device`` (if given) must name it (models are never moved here)."""
-    here = next(unwrap(model).parameters()).device
-    if device is None:
-        return here
-    want = torch.device(device)
-    if want.type != here.type or (want.index is not None and here.index is not None and want.index != here.index):
-        raise InputError(f"device: the model's parameters are on {here}, got device={want}; "
-                         "move the model first (model.to(device)).")
-    return here
-
-
-def _check_layer(spec: ArchSpec, model: torch.nn.Module, layer: int) -> int:
-    if not isinstance(layer, (int, np.integer)) or not 0 <= int(layer) < spec.n_layers:
-        raise InputError(f"layer: expected an int in [0, {spec.n_layers}), got {layer!r}.")
-    if not any(lora_factors(m) for m in mlp_linears(spec, model, int(layer)).values()):
-        raise InputError(f"layer: layer {layer} has no active LoRA on its MLP; every δ_k is zero "
-                         "(nothing to revert to base, docs/method.md §1).")
-    return int(layer)
-
-
-def coalition_members(coalitions: Coalitions, n: int) -> list[np.ndarray]:
-    """The coalitions as sorted, duplicate-free int64 index arrays over ``[0, n)``.
-
-    Parameters
-    ----------
-    coalitions : Partition or sequence of sequences of int
-        A :class:`~hedonic_neurons.partition.Partition` of the layer's ``n`` neurons (its
-        coalitions in their canonical order), or any list of neuron-index collections
-        (they may overlap and need not cover every neuron).
-    n : int
-        Number of neurons of the layer (``d_ff``).
-
-    Returns
-    -------
-    list of numpy.ndarray of int64
-        One array per coalition, ``K`` in all.
-
-    Raises
-    ------
-    InputError
-        If the partition has a different number of players, a coalition is empty, or an
-        index is out of range.
-    """
-    if isinstance(coalitions, Partition):
-        if coalitions.n_players != n:
-            raise InputError(f"coalitions: the partition has {coalitions.n_players} players, "
-                             f"the layer has {n} neurons.")
-        return [np.asarray(c, dtype=np.int64) for c in coalitions.coalitions]
-    if isinstance(coalitions, (str, bytes)) or not isinstance(coalitions, Sequence):
-        raise InputError(f"coalitions: expected a Partition or a sequence of index sequences, "
-                         f"got {type(coalitions).__name__}.")
-    out = []
-    for c, members in enumerate(coalitions):
-        arr = np.asarray(members)
-        if arr.size == 0:
-            raise InputError(f"coalitions[{c}]: expected a non-empty coalition, got an empty one.")
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise InputError(f"coalitions[{c}]: expected integer neuron indices, got dtype {arr.dtype}.")
-        idx = np.unique(arr.astype(np.int64).reshape(-1))
-        if idx[0] < 0 or idx[-1] >= n:
-            raise InputError(f"coalitions[{c}]: expected indices in [0, {n}), got min {idx[0]}, max {idx[-1]}.")
-        out.append(idx)
-    if not out:
-        raise InputError("coalitions: expected at least one coalition, got none.")
-    return out
-
-
-def membership_matrix(members: Sequence[np.ndarray], n: int) -> Any:
-    """Sparse membership matrix ``M``, shape ``(n, K)``: ``M[k, c] = 1`` iff neuron ``k ∈ C_c``.
-
-    Parameters
-    ----------
-    members : sequence of numpy.ndarray of int
-        Output of :func:`coalition_members`.
-    n : int
-
-    Returns
-    -------
-    scipy.sparse.csc_matrix of float64, shape (n, K)
-    """
-    from scipy import sparse
-
-    rows = np.concatenate([np.asarray(m, dtype=np.int64) for m in members]) if members else np.zeros(0, np.int64)
-    cols = np.repeat(np.arange(len(members)), [len(m) for m in members])
-    return sparse.csc_matrix((np.ones(rows.size), (rows, cols)), shape=(n, len(members)))
-
-
-def _iterate(batches: Iterable[Batch], progress: bool, desc: str) -> Iterable[Batch]:
-    if not progress:
-        return batches
-    from tqdm.auto import tqdm
-
-    return tqdm(batches, desc=desc, leave=False)
-
-
-@contextmanager
-def _frozen(model: torch.nn.Module) -> Iterator[None]:
-    """Parameters stop requiring grad inside (restored after): autograd then records only the suffix."""
-    params = [p for p in unwrap(model).parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    was_training = model.training
-    if was_training:  # dropout (incl. LoRA dropout) off: scores are deterministic
-        model.eval()
-    try:
-        yield
-    finally:
-        if was_training:
-            model.train(True)
-
-
-def _first(x: Any) -> torch.Tensor:
-    return x[0] if isinstance(x, (tuple, list)) else x
 
 
 # ----------------------------------------------------------------------------- attributions
@@ -372,98 +252,6 @@ def estimate_coalition_scores(
         if s.shape != (e.shape[0],):
             raise InputError(f"base_scores: expected shape ({e.shape[0]},) (one per input), got {s.shape}.")
     return estimated_scores_from_attributions(s, e, coalitions)
-
-
-# ----------------------------------------------------------------------------- exact, prefix reuse
-@dataclass
-class _Suffix:
-    """Blocks ``ℓ..L−1`` with the arguments the backbone gave them, and the pooling rows."""
-
-    blocks: list[torch.nn.Module]
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
-    hidden_in_kwargs: list[bool]
-    final_norm: torch.nn.Module | None
-    head: torch.nn.Module
-    rows: torch.Tensor
-    pos: torch.Tensor
-
-    def run(self) -> torch.Tensor:
-        """Scores ``(B,)`` from the cached input of block ``ℓ`` (the model's current weights)."""
-        hidden: torch.Tensor | None = None
-        for block, (args, kwargs), as_kw in zip(self.blocks, self.calls, self.hidden_in_kwargs):
-            if hidden is not None:
-                if as_kw:
-                    kwargs = {**kwargs, "hidden_states": hidden}
-                else:
-                    args = (hidden, *args[1:])
-            hidden = _first(block(*args, **kwargs))
-        assert hidden is not None
-        if self.final_norm is not None:
-            hidden = self.final_norm(hidden)
-        return self.head(hidden[self.rows, self.pos])[:, 0]
-
-
-def _prefix(model: torch.nn.Module, spec: ArchSpec, layer: int, batch: Batch) -> tuple[torch.Tensor, _Suffix]:
-    """One full forward pass (the unablated scores) recording the arguments of blocks ``ℓ..L−1``."""
-    blocks = list(spec.layer_modules(model))[layer:]
-    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-    as_kw: list[bool] = []
-
-    def pre_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        calls.append((args, dict(kwargs)))
-        as_kw.append(not args)
-
-    handles = [b.register_forward_pre_hook(pre_hook, with_kwargs=True) for b in blocks]
-    try:
-        full = score(model, batch)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if len(calls) != len(blocks):
-        raise UnsupportedModelError(f"model: expected blocks {layer}..{spec.n_layers - 1} to run once each, "
-                                    f"saw {len(calls)} calls for {len(blocks)} blocks.")
-    device = full.device
-    mask = model_inputs(spec, batch, device)["attention_mask"]
-    pos = pooled_positions(mask, spec.pooling)
-    norm = None if spec.final_norm is None else getattr(spec.backbone_module(model), spec.final_norm)
-    suffix = _Suffix(blocks, calls, as_kw, norm, spec.head_module(model),
-                     torch.arange(pos.shape[0], device=device), pos)
-    return full, suffix
-
-
-def _exact_batch(
-    model: torch.nn.Module, spec: ArchSpec, layer: int, batch: Batch, members: Sequence[np.ndarray], check: bool
-) -> tuple[np.ndarray, np.ndarray]:
-    with torch.no_grad():
-        full, suffix = _prefix(model, spec, layer, batch)
-        if check and not torch.equal(suffix.run(), full):
-            raise UnsupportedModelError(
-                f"model: replaying blocks {layer}..{spec.n_layers - 1} from the cached block input does not "
-                f"reproduce the forward pass of this {type(unwrap(model)).__name__}; use "
-                "hedonic_neurons.metrics.ood.ood_drop (full forward per coalition) instead.")
-        out = torch.empty((full.shape[0], len(members)), dtype=torch.float64)
-        for c, m in enumerate(members):
-            with ablate(model, {layer: m}):
-                out[:, c] = suffix.run().to(torch.float64).cpu()
-    return full.to(torch.float64).cpu().numpy(), out.numpy()
-
-
-def _exact_pass(
-    model: torch.nn.Module, batches: Iterable[Batch], layer: int, members: Sequence[np.ndarray], *,
-    device: str | torch.device | None, progress: bool, check_replay: bool,
-) -> tuple[np.ndarray, np.ndarray]:
-    spec = architecture(model)
-    layer = _check_layer(spec, model, layer)
-    _model_device(model, device)
-    full, ablated = [], []
-    with _eval_mode(model):
-        for i, batch in enumerate(_iterate(batches, progress, f"exact ablations, layer {layer}")):
-            s, a = _exact_batch(model, spec, layer, batch, members, check=check_replay and i == 0)
-            full.append(s)
-            ablated.append(a)
-    if not full:
-        raise InputError("batches: expected at least one batch, got none.")
-    return np.concatenate(full), np.concatenate(ablated)
 
 
 def exact_coalition_scores(
