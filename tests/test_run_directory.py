@@ -230,7 +230,7 @@ def test_concurrent_studies_and_stale_artifacts(bert, tmp_path) -> None:
     # rerun with one layer and one baseline: the layer-2 and kmeans artifacts move aside
     smaller = cfg.replace(**{"discovery.layers": [1], "discovery.baselines": ["random"]})
     res = run_study(smaller, progress=False, report=False)
-    assert list(res.executed) == [] or all(not u.startswith(("capture", "data", "model")) for u in res.executed)
+    assert not any(u.startswith(("data:", "model:")) for u in res.executed)  # capture covers the layers: redone
     manifest = json.loads((art / "manifest.json").read_text())
     files = {p.relative_to(art).as_posix() for p in art.rglob("*") if p.is_file() and ".stale" not in p.parts}
     listed = {Path(v).relative_to("artifacts").as_posix() for group in manifest.values() for v in group.values()}
