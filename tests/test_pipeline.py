@@ -222,6 +222,8 @@ def test_plan_keys_every_partition_with_one_key_type(tmp_path) -> None:
     pac0, pac1 = (plan.hedonic[PartitionKey(layer, "hedonic_pas", s)] for s in (0, 1))
     assert pac0.key != pac1.key
     assert set(plan.evaluation) == set(plan.partitions) == set(plan.ood)
-    assert set(plan.stability) == set(plan.hedonic)
+    top_responsive = {k for k in plan.hedonic if vocab.PARTITION_METHODS[vocab.parse_method_label(k.method)[1]].top_responsive}
+    assert set(plan.stability) == top_responsive  # the ASHG has no top-k blocking rate
+    assert top_responsive and top_responsive != set(plan.hedonic)
     with pytest.raises(KeyError):
         plan.key_of(layer, "kmeans", 0)  # no unmatched label in this mode
