@@ -397,7 +397,7 @@ def display_label(label: str) -> str:
 def model_label(base: str) -> str:
     """Short model name of the tables: the last component of a hub id or path
     (``"minilm"``, the packaged demo model, is ``"all-MiniLM-L6-v2"``)."""
-    return "all-MiniLM-L6-v2" if base == "minilm" else str(base).rstrip("/").split("/")[-1]
+    return {"minilm": "all-MiniLM-L6-v2", "smollm2": "SmolLM2-135M-Instruct"}.get(base, str(base).rstrip("/").split("/")[-1])
 
 
 def method_order() -> list[str]:
