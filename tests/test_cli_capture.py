@@ -63,13 +63,18 @@ def test_capture_then_valuate(tmp_path, capsys) -> None:
     np.testing.assert_array_equal(recs[1].labels, [0, 1, 2, 0, 1, 2, 0])
     assert np.abs(recs[2].a - recs[2].a_base).max() > 0  # the adapter was loaded
     del base
-    for method in ("oca", "pas-exact", "pas-2nd"):
+    for method in ("oca", "pas_exact", "pas_second_order", "pas-2nd"):  # vocabulary names and an old alias
         out = tmp_path / f"{method}.safetensors"
         assert main(["valuate", str(tmp_path / "cap"), "--layer", "2", "--method", method, "--out", str(out),
                      "--quiet"]) == 0
         phi = SynergyMatrix.load(out)
         assert phi.n == 16
-    assert_close(SynergyMatrix.load(tmp_path / "pas-exact.safetensors").values, pas(recs[2]).values,
+        assert phi.meta["method"] == {"pas-2nd": "pas_second_order"}.get(method, method)
+    with pytest.raises(SystemExit) as bad:  # unknown name: argparse's one-line error, exit 2
+        main(["valuate", str(tmp_path / "cap"), "--layer", "2", "--method", "pas", "--out",
+              str(tmp_path / "bad.safetensors")])
+    assert bad.value.code == 2
+    assert_close(SynergyMatrix.load(tmp_path / "pas_exact.safetensors").values, pas(recs[2]).values,
                  rtol=1e-6, atol=1e-9)
     assert_close(SynergyMatrix.load(tmp_path / "oca.safetensors").values, oca(recs[2]).values, rtol=1e-6, atol=1e-7)
     assert main(["valuate", str(tmp_path / "cap"), "--layer", "5", "--method", "oca", "--out",

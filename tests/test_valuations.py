@@ -43,7 +43,7 @@ def test_exact_pas_equals_brute_force_on_all_pairs(family: str) -> None:
     model, batches, rec = _record(family)
     brute = pas_brute_force(model, batches, 1)
     exact = pas(rec, "exact")
-    assert exact.values.shape == (16, 16) and exact.meta["method"] == "pas-exact"
+    assert exact.values.shape == (16, 16) and exact.meta["method"] == "pas_exact"
     assert_close(exact.values, brute, rtol=1e-6, atol=1e-12)  # float32 storage of float64 results
     ii, jj = np.triu_indices(16, 1)
     assert_close(pas_pairs(rec, np.stack([ii, jj], 1)), brute[ii, jj], rtol=1e-6, atol=1e-13)
@@ -206,5 +206,5 @@ def test_first_order_product_matches_autograd(norm: str) -> None:
     ref = -(attr.T @ attr) / 5
     np.fill_diagonal(ref, 0.0)
     fo = first_order_product(rec)
-    assert fo.meta["method"] == "first-order-product"
+    assert fo.meta["method"] == "first_order_product"
     assert_close(fo.values, ref, rtol=1e-5, atol=1e-8)

@@ -233,7 +233,7 @@ class SphericalKMeans(_BaselineEstimator):
         Xn = _normalised(X, k)
         rs = _int_seed(self.random_state)
         km = KMeans(n_clusters=k, n_init=n_init, random_state=rs).fit(Xn)
-        meta = _default_meta("spherical_kmeans", n_clusters=k, seed=_seed_meta(self.random_state))
+        meta = _default_meta("kmeans", n_clusters=k, seed=_seed_meta(self.random_state))
         return Partition.from_labels(km.labels_, meta)
 
 
@@ -303,7 +303,7 @@ def spherical_kmeans(profiles: Any, n_clusters: int, seed: Seed = 0) -> Partitio
     Returns
     -------
     Partition
-        ``meta["method"] = "spherical_kmeans"``.
+        ``meta["method"] = "kmeans"`` (the name in :data:`hedonic_neurons.vocab.BASELINES`).
     """
     return SphericalKMeans(n_clusters=n_clusters, random_state=seed).fit(profiles)._fitted()
 

@@ -27,7 +27,7 @@ class SynergyMatrix:
         The diagonal is zero. PAS and OCA are symmetric; the game also accepts
         asymmetric matrices.
     meta : dict
-        Provenance: ``method`` (``"oca"``, ``"pas-exact"``, ``"pas-second-order"``,
+        Provenance: ``method`` (``"oca"``, ``"pas_exact"``, ``"pas_second_order"``,
         ``"null"``, ...), ``layer``, ``readout``, ``n_inputs``, model id, seed, version.
     """
 

@@ -37,11 +37,12 @@ capture by another model, adapter or data file is refused (--fresh discards it).
 VALUATE_EXAMPLE = """\
 methods:
   oca        (1 - |cos(W'_i, W'_j)|) * Pearson(a_i, a_j)            (docs/method.md §3)
-  pas-exact  exact pairwise ablation synergy on the local readout    (closed form)
-  pas-2nd    second-order PAS E[δ_i^T H δ_j] (GEMMs; error vs exact in the metadata)
+  pas_exact         exact pairwise ablation synergy on the local readout (closed form)
+  pas_second_order  second-order PAS E[δ_i^T H δ_j] (GEMMs; error vs exact in the metadata)
+  (the names of hedonic_neurons.vocab.VALUATIONS; pas-exact and pas-2nd are accepted too)
 
 examples:
-  hedonic valuate runs/capture --layer 12 --method pas-exact --out runs/phi_L12.safetensors
+  hedonic valuate runs/capture --layer 12 --method pas_exact --out runs/phi_L12.safetensors
   hedonic valuate runs/capture --layer 12 --method oca --out runs/oca_L12.npy
 
 --out ending in .safetensors gets tensor 'values' with provenance; .npy gets the bare matrix.
@@ -270,7 +271,7 @@ def _run_valuate(args: argparse.Namespace) -> int:
                           allow_partial=args.allow_partial)[args.layer]
     if args.method == "oca":
         phi = oca(record, device=args.device)
-    elif args.method == "pas-exact":
+    elif args.method == "pas_exact":
         phi = pas(record, "exact", device=args.device, progress=not args.quiet)
     else:
         phi = pas(record, "second_order", device=args.device, progress=not args.quiet)
@@ -287,6 +288,18 @@ def _run_valuate(args: argparse.Namespace) -> int:
     partial = "" if complete else f" (PARTIAL capture: {record.n_inputs} rows)"
     print(f"{args.method}: layer {args.layer}, {phi.n} players -> {args.out}{partial}")
     return 0
+
+
+_VALUATE_METHODS = ("oca", "pas_exact", "pas_second_order")
+_VALUATE_ALIASES = {"pas-exact": "pas_exact", "pas-2nd": "pas_second_order", "pas-second-order": "pas_second_order"}
+
+
+def _valuation_name(value: str) -> str:
+    """``--method``: a valuation name from the vocabulary (old hyphenated spellings accepted)."""
+    name = _VALUATE_ALIASES.get(value, value)
+    if name not in _VALUATE_METHODS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(_VALUATE_METHODS)}, got {value!r}")
+    return name
 
 
 def register(subparsers: Any) -> None:
@@ -320,7 +333,8 @@ def register(subparsers: Any) -> None:
     )
     val.add_argument("dir", help="capture directory written by 'hedonic capture'")
     val.add_argument("--layer", type=int, required=True)
-    val.add_argument("--method", choices=("oca", "pas-exact", "pas-2nd"), default="pas-exact")
+    val.add_argument("--method", type=_valuation_name, default="pas_exact",
+                     help="oca, pas_exact or pas_second_order (default pas_exact)")
     val.add_argument("--out", required=True, help="output .safetensors or .npy file (outside DIR)")
     val.add_argument("--no-verify", action="store_true", help="skip the shard sha256 checks (faster)")
     val.add_argument("--allow-partial", action="store_true",

@@ -227,7 +227,7 @@ def pas(
     -------
     SynergyMatrix
         ``values`` (n, n) float32, symmetric, zero diagonal; ``meta`` with ``method``
-        (``"pas-exact"`` or ``"pas-second-order"``), ``layer``, ``readout``, ``n_inputs``.
+        (``"pas_exact"`` or ``"pas_second_order"``, the names of :data:`hedonic_neurons.vocab.VALUATIONS`), ``layer``, ``readout``, ``n_inputs``.
 
     Raises
     ------
@@ -235,7 +235,8 @@ def pas(
         If the readout is linear in the players (every PAS would be zero).
     """
     key = {"exact": "exact", "pas-exact": "exact", "second_order": "second_order", "second-order": "second_order",
-           "pas-2nd": "second_order", "pas-second-order": "second_order"}.get(str(method))
+           "pas-2nd": "second_order", "pas-second-order": "second_order", "pas_exact": "exact",
+           "pas_second_order": "second_order"}.get(str(method))
     if key is None:
         raise ConfigError(f"method: expected 'exact' or 'second_order', got {method!r}.")
     if int(tile) < 1:
@@ -246,7 +247,7 @@ def pas(
     if gemm_dtype is not None and gemm_dtype != dtype:
         pp.W0g = pp.W0.to(gemm_dtype)
     meta = provenance(
-        method="pas-exact" if key == "exact" else "pas-second-order", layer=record.layer,
+        method="pas_exact" if key == "exact" else "pas_second_order", layer=record.layer,
         readout=record.readout.norm, readout_kind="local", n_inputs=record.n_inputs, n_players=pp.n,
         players_subset=idx is not None, dtype=str(dtype), gemm_dtype=str(gemm_dtype or dtype),
         model=record.meta.get("model"),

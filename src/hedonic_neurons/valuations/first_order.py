@@ -46,11 +46,11 @@ def first_order_product(record: LayerRecord) -> SynergyMatrix:
     Returns
     -------
     SynergyMatrix
-        ``meta["method"] == "first-order-product"``; (n, n) float32, zero diagonal.
+        ``meta["method"] == "first_order_product"``; (n, n) float32, zero diagonal.
     """
     grad = _readout_gradient(record)
     attr = np.asarray(record.a, np.float64) * (grad @ np.asarray(record.w_down, np.float64))  # (N, n)
     values = -(attr.T @ attr) / record.n_inputs
-    meta = provenance(method="first-order-product", layer=record.layer, readout=record.readout.norm,
+    meta = provenance(method="first_order_product", layer=record.layer, readout=record.readout.norm,
                       n_inputs=record.n_inputs, n_players=record.n_players, note="not PAS (docs/method.md §3)")
     return SynergyMatrix(values.astype(np.float32), meta)
