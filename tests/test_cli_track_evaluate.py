@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from hedonic_neurons import LayerRecord, Partition, Readout
-from hedonic_neurons.cli.main import main
 from hedonic_neurons.cli._shared import discover_partitions, load_layer_records
+from hedonic_neurons.cli.main import main
 from hedonic_neurons.tracking import TransitionTable, track
 from tests.helpers import assert_close
 
