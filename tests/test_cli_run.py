@@ -71,6 +71,9 @@ def test_set_overrides_and_yaml_path(tmp_path, capsys) -> None:
         (["run", "--config-name", "dem", "--dry-run"], "Did you mean 'demo'?"),
         (["run", "--config-name", "demo", "--set", "novalue", "--dry-run"], "--set: expected KEY=VALUE"),
         (["run"], "give a YAML path or --config-name"),
+        (["run", "--config-name", "demo", "--set", "discovery.seeds=[0,", "--dry-run"],
+         "--set discovery.seeds: the value '[0,' is not valid YAML"),
+        (["run", "some.yaml", "--config-name", "demo", "--dry-run"], "not both"),
         (["finetune", "--config-name", "demo", "--set", "finetune.lr=-1"], "finetune.lr: expected a positive"),
     ],
 )

@@ -22,16 +22,20 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     Raises
     ------
     ConfigError
-        An item without ``=`` or without a key.
+        An item without ``=``, without a key, or whose value is not valid YAML.
     """
     import yaml
 
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             raise ConfigError(f"--set: expected KEY=VALUE (e.g. discovery.seeds=[0,1]), got {item!r}.")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"--set {key.strip()}: the value {value!r} is not valid YAML ({reason}).") from None
     return out
 
 

@@ -41,6 +41,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.list_configs:
         print("\n".join(config_names()))
         return 0
+    if args.config_name and args.config:
+        raise ConfigError(f"config: give either a YAML path ({args.config!r}) or --config-name "
+                          f"({args.config_name!r}), not both.")
     source = args.config_name or args.config
     if source is None:
         raise ConfigError("config: give a YAML path or --config-name NAME (see --list-configs).")
