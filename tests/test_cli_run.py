@@ -43,8 +43,12 @@ def test_list_configs(capsys) -> None:
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path, capsys) -> None:
     out_dir = tmp_path / "run"
-    code, out, _ = _run(["run", "--config-name", "llama3.1-8b_relevance", "--out", str(out_dir), "--dry-run"],
-                        capsys)
+    # a paper config names the user's MS MARCO files and model: --dry-run checks them first
+    code, out, err = _run(["run", "--config-name", "llama3.1-8b_relevance", "--out", str(out_dir), "--dry-run"],
+                          capsys)
+    assert code == 2 and ("data." in err or "model.base" in err) and "does not exist" in err
+    code, out, _ = _run(["run", "--config-name", "llama3.1-8b_relevance", "--out", str(out_dir), "--dry-run",
+                         "--set", "data.source=offline", "--set", "model.base=minilm"], capsys)
     assert code == 0
     assert "partition" in out and "to run" in out and "cached" in out
     assert "layer14/hedonic_pas" in out or "layer7/hedonic_pas" in out
@@ -74,6 +78,10 @@ def test_set_overrides_and_yaml_path(tmp_path, capsys) -> None:
         (["run", "--config-name", "demo", "--set", "discovery.seeds=[0,", "--dry-run"],
          "--set discovery.seeds: the value '[0,' is not valid YAML"),
         (["run", "some.yaml", "--config-name", "demo", "--dry-run"], "not both"),
+        (["run", "--config-name", "demo", "--set", "model.base=/no/such/model", "--dry-run"],
+         "model.base: '/no/such/model' does not exist; expected a local directory"),
+        (["run", "--config-name", "demo", "--set", "data.source=files", "--set", "data.train=/no/t.jsonl",
+          "--set", "data.ood=/no/o.jsonl", "--dry-run"], "data.train: '/no/t.jsonl' does not exist"),
         (["finetune", "--config-name", "demo", "--set", "finetune.lr=-1"], "finetune.lr: expected a positive"),
     ],
 )

@@ -37,6 +37,7 @@ Covering and PAC-Top-Cover), matched baselines, evaluation, tracking and the rep
 
 def _run(args: argparse.Namespace) -> int:
     from ..pipeline import build_plan, config_names, describe_plan, load_config, run_study
+    from ..pipeline.config import check_input_paths
 
     if args.list_configs:
         print("\n".join(config_names()))
@@ -57,6 +58,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.address is not None:
         overrides["executor.address"] = args.address
     cfg = load_config(source, **overrides)
+    check_input_paths(cfg)
     if args.dry_run:
         print(describe_plan(build_plan(cfg)))
         return 0

@@ -54,6 +54,8 @@ from ._config_sections import Valuation as Valuation
 from ._typed import build, parse_config_text, to_dict
 
 __all__ = [
+    "KNOWN_MODELS",
+    "check_input_paths",
     "BASELINES",
     "METHODS",
     "METRICS",
@@ -250,6 +252,41 @@ def _check_executor(x: ExecutorConfig) -> None:
 
 
 # ---------------------------------------------------------------------- files
+#: Model names the package resolves itself (no path needed).
+KNOWN_MODELS = ("minilm", "smollm2")
+
+
+def check_input_paths(cfg: StudyConfig) -> None:
+    """Refuse a study whose input files or directories do not exist, before any work.
+
+    Checked: ``data.train/val/ood/ood_qrels`` when ``data.source == "files"``, ``model.adapter``,
+    and ``model.base`` when it is neither a packaged name (:data:`KNOWN_MODELS`) nor allowed to be a
+    hub id (``model.local_files_only: false``).
+
+    Raises
+    ------
+    ConfigError
+        Naming the dotted key and the path.
+    """
+    checks: list[tuple[str, str | None, str]] = []
+    if cfg.data.source == "files":
+        checks += [(f"data.{k}", getattr(cfg.data, k), "file") for k in ("train", "val", "ood", "ood_qrels")]
+    checks.append(("model.adapter", cfg.model.adapter, "dir"))
+    if cfg.model.base not in KNOWN_MODELS and cfg.model.local_files_only:
+        checks.append(("model.base", cfg.model.base, "dir"))
+    for key, value, kind in checks:
+        if value is None:
+            continue
+        path = Path(value).expanduser()
+        if kind == "file" and not path.is_file():
+            what = "is a directory" if path.is_dir() else "does not exist"
+            raise ConfigError(f"{key}: {value!r} {what}; expected a data file.")
+        if kind == "dir" and not path.is_dir():
+            what = "is a file" if path.is_file() else "does not exist"
+            hint = " (or a packaged name: " + ", ".join(KNOWN_MODELS) + ")" if key == "model.base" else ""
+            raise ConfigError(f"{key}: {value!r} {what}; expected a local directory{hint}.")
+
+
 def config_names() -> list[str]:
     """Names of the configs shipped with the package (``hedonic run --config-name NAME``)."""
     root = resources.files("hedonic_neurons") / "configs"
