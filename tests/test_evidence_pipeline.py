@@ -1,10 +1,11 @@
 """``hedonic run`` with the evidence protocol (docs/method.md §8.5) on a tiny random BERT.
 
-One run (module fixture) with the null valuation as a control and PAC-Top-Cover's ``top``
+One run (module fixture, tracking on) with the null valuation as a control and PAC-Top-Cover's ``top``
 sampler; checked: the held-out split (disjoint by query, φ from the discovery rows only),
 the new metrics and control methods in ``artifacts/results.csv``, the relative OOD drop
 against the all-LoRA rows, the verdict section first in the report and consistent with
-the results and ``verdict.csv``, and the explorer artifacts against their schema.
+the results and ``verdict.csv``, the explorer artifacts against their schema, and the run's own
+explorer.html in headless Chromium (card numbers equal coalitions.parquet, lineage links resolve).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from hedonic_neurons.pipeline import build_plan, from_dict, run_study
 from tests.helpers import assert_close
+from tests.test_explorer import _value, _wait, browser, r4  # noqa: F401  (browser is a fixture)
 from tests.tiny_models import minilm_tokenizer
 
 pytestmark = [pytest.mark.usefixtures("torch_one_thread"), pytest.mark.slow]
@@ -49,7 +51,7 @@ def run(tmp_path_factory):
                       "pac": {"m": 400, "omega": 100, "sampler": "top"}, "baselines": ["random", "kmeans"],
                       "seeds": [0]},
         "evaluation": {"stability_samples": 200, "null_draws": 99, "ood_null_draws": 30, "ood_verify": 4},
-        "tracking": {"enabled": False},
+        "tracking": {"enabled": True, "sankey": False},
         "output_dir": str(out), "n_jobs": 1,
     })
     study = run_study(cfg, run_dir=out, progress=False)
@@ -162,3 +164,54 @@ def test_explorer_artifacts_validate_and_agree_with_results(run) -> None:
         drop = res[(res["method"] == method) & (res["layer"] == layer) & (res["metric"] == "ood_drop")]["value"]
         assert_close(float(big["ood_drop"].mean()), float(drop.iloc[0]), rtol=1e-9, atol=1e-15)
         assert (big["ood_kind"] == "estimated").all()
+
+
+def test_explorer_of_the_run_in_headless_chromium(run, browser, tmp_path) -> None:  # noqa: F811
+    """The run's own explorer.html in a real browser: pick a layer and a method, open a coalition's
+    card, compare its numbers with artifacts/coalitions.parquet, follow a lineage link, no console errors."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from hedonic_neurons.explorer import read_artifacts
+
+    _cfg, out, _study = run
+    arts = read_artifacts(out)
+    co, li = arts.coalitions, arts.lineage
+    drv = browser
+    drv.get((out / "explorer.html").as_uri())
+    _wait(drv, lambda d: d.execute_script("return document.body.dataset.ready"), "page never became ready")
+    layer, method, seed = LAYERS[0], "hedonic_pas", 0
+    Select(drv.find_element(By.ID, "sel-layer")).select_by_value(str(layer))
+    Select(drv.find_element(By.ID, "sel-method")).select_by_value(method)
+    Select(drv.find_element(By.ID, "sel-seed")).select_by_value(str(seed))
+    _wait(drv, lambda d: f"layer {layer}, {method}, seed {seed}" in d.find_element(By.ID, "partition-body").text,
+          "partition panel did not switch")
+    part = co[(co.layer == layer) & (co.method == method) & (co.seed == seed)].set_index("coalition")
+    rows = drv.find_elements(By.CSS_SELECTOR, "#coalitions tbody tr")
+    assert sorted(int(r.get_attribute("data-c")) for r in rows) == sorted(part.index)
+    c = int(part["size"].idxmax())  # the largest coalition: it has held-out Pair and an OOD drop
+    drv.find_element(By.CSS_SELECTOR, f'#coalitions tbody tr[data-c="{c}"]').click()
+    _wait(drv, lambda d: d.find_element(By.ID, "card").get_attribute("data-coalition") == str(c), "card did not open")
+    ref = part.loc[c]
+    checked = 0
+    for col in ("pair_insample", "pair_heldout", "ratio_heldout", "pair_null_mean", "pair_q", "ood_drop",
+                "ood_drop_rel", "ood_q"):
+        got = _value(drv, f"card-{col}")
+        want = r4(ref[col])
+        assert (float(got) if got else None) == want, col
+        checked += want is not None
+    assert checked >= 4  # the run filled the card, not only dashes
+    assert drv.find_element(By.ID, "card-size").text == str(ref["size"])
+    links = drv.find_elements(By.CSS_SELECTOR, "#card-lineage-out a.lin")
+    expected = li[(li.method == method) & (li.seed == seed) & (li.layer == layer) & (li.source == c) & (li.target >= 0)]
+    assert {(int(a.get_attribute("data-layer")), int(a.get_attribute("data-c"))) for a in links} == set(
+        zip(expected.target_layer, expected.target))
+    if links:
+        t_layer, t = links[0].get_attribute("data-layer"), links[0].get_attribute("data-c")
+        links[0].click()
+        _wait(drv, lambda d: (d.find_element(By.ID, "card").get_attribute("data-layer"),
+                              d.find_element(By.ID, "card").get_attribute("data-coalition")) == (t_layer, t),
+              "lineage link did not open its card")
+    drv.save_screenshot(str(tmp_path / "run-explorer.png"))
+    severe = [e for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+    assert not severe, severe
