@@ -25,11 +25,12 @@ there are distinct (normalised) profiles raises :class:`~hedonic_neurons.errors.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
+from ._estimator import PartitionerBase
 from ._validation import as_generator, check_positive_int
 from .errors import InputError
 from .partition import Partition, _default_meta
@@ -105,58 +106,11 @@ def _int_seed(seed: Seed) -> int:
 
 
 @dataclass
-class _BaselineEstimator:
-    """Fitted-state handling shared by the baseline estimators (not public).
+class _BaselineEstimator(PartitionerBase):
+    """Baseline estimators: :class:`~hedonic_neurons._estimator.PartitionerBase`, the interface of
+    :class:`~hedonic_neurons.game.TopCover`; ``fit(X)`` takes one row per player (shape (n_players, N))."""
 
-    The interface is that of :class:`~hedonic_neurons.game.TopCover`: ``fit`` returns
-    ``self``; ``partition_``, ``labels_`` and ``coalitions_`` read the fitted partition;
-    ``get_params``/``set_params`` as in scikit-learn.
-    """
-
-    partition_: Partition | None = field(default=None, init=False, repr=False)
-
-    def _fit_partition(self, X: Any) -> Partition:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def fit(self, X: Any, y: None = None) -> _BaselineEstimator:
-        """Partition the players, one row of ``X`` each (shape (n_players, N)).
-
-        ``y`` is ignored; it is accepted so the estimator fits scikit-learn pipelines.
-        """
-        self.partition_ = self._fit_partition(X)
-        return self
-
-    def fit_predict(self, X: Any, y: None = None) -> np.ndarray:
-        """Fit and return ``labels_``, shape (n_players,)."""
-        return self.fit(X).labels_
-
-    def _fitted(self) -> Partition:
-        if self.partition_ is None:
-            raise InputError(f"{type(self).__name__}: call fit(X) before reading fitted attributes.")
-        return self.partition_
-
-    @property
-    def labels_(self) -> np.ndarray:
-        """Coalition index of every player, shape (n_players,) (largest coalition is 0)."""
-        return self._fitted().labels
-
-    @property
-    def coalitions_(self) -> list[np.ndarray]:
-        """Sorted member arrays, largest first."""
-        return self._fitted().coalitions
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters, as scikit-learn's ``get_params``."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-
-    def set_params(self, **params: Any) -> _BaselineEstimator:
-        """Set hyper-parameters, as scikit-learn's ``set_params``; unknown names are refused."""
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise InputError(f"{type(self).__name__}: unknown parameter {name!r}; valid: {sorted(valid)}.")
-            setattr(self, name, value)
-        return self
+    _input_name: ClassVar[str] = "X"
 
 
 @dataclass

@@ -11,11 +11,10 @@ exactly the function's result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
+from .._estimator import PartitionerBase
 from ..errors import InputError
 from ..partition import Partition
 from .ashg import is_individually_stable, is_nash_stable, nash_stable_partition
@@ -27,59 +26,15 @@ __all__ = ["NashStable", "PACTopCover", "TopCover"]
 
 
 @dataclass
-class _PartitionEstimator:
-    """Shared fitted-state handling (not public)."""
-
-    partition_: Partition | None = field(default=None, init=False, repr=False)
-
-    def _fit_partition(self, phi: Any) -> Partition:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def fit(self, phi: Any, y: None = None) -> _PartitionEstimator:
-        """Partition the players of the game with valuations ``phi`` (shape (n, n)).
-
-        ``y`` is ignored; it is accepted so the estimator fits scikit-learn pipelines.
-        """
-        self.partition_ = self._fit_partition(phi)
-        return self
-
-    def fit_predict(self, phi: Any, y: None = None) -> np.ndarray:
-        """Fit and return ``labels_``, shape (n,)."""
-        return self.fit(phi).labels_
-
-    def _fitted(self) -> Partition:
-        if self.partition_ is None:
-            raise InputError(f"{type(self).__name__}: call fit(phi) before reading fitted attributes.")
-        return self.partition_
-
-    @property
-    def labels_(self) -> np.ndarray:
-        """Coalition index of every player, shape (n,) (largest coalition is 0)."""
-        return self._fitted().labels
-
-    @property
-    def coalitions_(self) -> list[np.ndarray]:
-        """Sorted member arrays, largest first."""
-        return self._fitted().coalitions
+class _PartitionEstimator(PartitionerBase):
+    """The games' estimators: :class:`~hedonic_neurons._estimator.PartitionerBase` plus the measured
+    blocking rate; ``fit(phi)`` takes the valuations, shape (n, n)."""
 
     def blocking_rate(self, phi: Any, n_samples: int = 100_000, seed: int = 0) -> BlockingRate:
         """Empirical blocking rate of the fitted partition on fresh draws (docs/method.md §5 (a))."""
         size_range = getattr(self, "size_range", (2, 10))
         return blocking_rate(phi, self._fitted(), k=self.k, n_samples=n_samples,  # type: ignore[attr-defined]
                              size_range=size_range, seed=seed)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """Hyper-parameters, as scikit-learn's ``get_params``."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.init}
-
-    def set_params(self, **params: Any) -> _PartitionEstimator:
-        """Set hyper-parameters, as scikit-learn's ``set_params``; unknown names are refused."""
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise InputError(f"{type(self).__name__}: unknown parameter {name!r}; valid: {sorted(valid)}.")
-            setattr(self, name, value)
-        return self
 
 
 @dataclass
