@@ -21,11 +21,10 @@ def test_unknown_name_lists_the_valid_ones(kind: str) -> None:
         vocab.check(kind, "no_such_name", where="where_it_was", error=InputError)
 
 
-def test_reserved_partition_method_is_explained() -> None:
-    if "nash_stable" in vocab.PARTITION_METHODS:
-        pytest.skip("nash_stable is registered")
-    with pytest.raises(ConfigError, match="reserved for the additively separable game"):
-        vocab.check("method", "nash_stable")
+def test_nash_stable_is_a_registered_method() -> None:
+    assert vocab.check("method", "nash_stable") == "nash_stable"
+    assert not vocab.PARTITION_METHODS["nash_stable"].top_responsive
+    assert vocab.method_label("pas_exact", "nash_stable") == "hedonic_pas_nash"
 
 
 def test_method_labels_round_trip_and_are_unique() -> None:
