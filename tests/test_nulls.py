@@ -167,8 +167,10 @@ def test_giant_coalition_of_random_synergy_is_not_significant_when_pooled() -> N
 
 
 # ----------------------------------------------------------------------------- fast paths vs loops
-@pytest.mark.parametrize("s", [2, 3, 5, 12, 30])
+@pytest.mark.parametrize("s", [2, 3, 5, 12, 16, 17, 20, 30, 31, 32])
 def test_within_sums_match_a_loop_on_both_paths(s: int) -> None:
+    """Gather (s ≤ n/8), GEMM (n/8 < s ≤ n/2) and complement (s > n/2) paths against a double loop,
+    on an asymmetric φ; s = 31, 32 leave a complement without a pair or empty."""
     n = 32
     phi0 = np.asarray(sym_noise(n, s), dtype=np.float64) + np.random.default_rng(s).normal(size=(n, n))
     np.fill_diagonal(phi0, 0.0)
@@ -176,6 +178,33 @@ def test_within_sums_match_a_loop_on_both_paths(s: int) -> None:
     assert idx.shape == (17, s) and all(np.unique(r).size == s for r in idx)
     expected = [sum(phi0[i, j] for i in r for j in r) for r in idx]
     assert_close(nulls._within_sums(phi0, idx), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [9, 16, 25])
+def test_within_sums_given_margins_equal_the_computed_ones(s: int) -> None:
+    n = 32
+    phi0 = np.random.default_rng(s).normal(size=(n, n))
+    np.fill_diagonal(phi0, 0.0)
+    idx = nulls._draw_subsets(np.random.default_rng(1), n, s, 9)
+    margins = (float(phi0.sum()), phi0.sum(axis=0) + phi0.sum(axis=1))
+    np.testing.assert_array_equal(nulls._within_sums(phi0, idx, margins), nulls._within_sums(phi0, idx))
+
+
+def test_prepare_phi_copies_zeroes_the_diagonal_and_is_reused() -> None:
+    phi = np.random.default_rng(0).normal(size=(12, 12))
+    before = phi.copy()
+    prepared = nulls.prepare_phi(phi)
+    np.testing.assert_array_equal(phi, before)  # the caller's matrix is untouched
+    assert np.all(np.diag(prepared.values) == 0.0) and prepared.values.dtype == np.float64
+    off = phi - np.diag(np.diag(phi))
+    assert_close(prepared.total, off.sum(), rtol=1e-12, atol=1e-12)
+    assert_close(prepared.margins, off.sum(axis=0) + off.sum(axis=1), rtol=1e-12, atol=1e-12)
+    assert nulls.prepare_phi(prepared) is prepared
+    part = Partition.from_labels(np.repeat(np.arange(3), 4))
+    a = pair_null_test(phi, part, n_draws=99, seed=3)
+    b = pair_null_test(prepared, part, n_draws=99, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert pooled_pair_null(phi, part, n_draws=50).p_value == pooled_pair_null(prepared, part, n_draws=50).p_value
 
 
 def test_pair_null_test_matches_the_generic_loop_reference() -> None:

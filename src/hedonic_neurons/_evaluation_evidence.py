@@ -102,37 +102,44 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     psi_insample : array_like, shape (n, n), optional
         ``ψ(i, j)`` on the discovery inputs, for the in-sample pooled Pair.
     """
-    from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null
+    from .metrics._sampling import _within_sums
+    from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null, prepare_phi
     from .metrics.stats import finite_mean
-    from .metrics.synergy import pair_ratio
+    from .metrics.synergy import pair_ratio_from_sum
     from .valuations import marginals
 
     part = _check_partition(partition)
     rec = _check_record(heldout_record, part, "heldout_record")
-    psi = np.asarray(getattr(psi_heldout, "values", psi_heldout), dtype=np.float64)
-    if psi.shape != (part.n_players, part.n_players):
-        raise InputError(f"psi_heldout: expected shape ({part.n_players}, {part.n_players}), got {psi.shape}.")
+    shape = np.shape(getattr(psi_heldout, "values", psi_heldout))
+    if shape != (part.n_players, part.n_players):
+        raise InputError(f"psi_heldout: expected shape ({part.n_players}, {part.n_players}), got {shape}.")
+    # one float64 zero-diagonal copy per matrix, shared by the tests below (Pair ignores the diagonal)
+    psi = prepare_phi(psi_heldout)
     marg = np.asarray(marginals(rec), dtype=np.float64).reshape(-1)
     null = pair_null_test(psi, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
                           min_size=options.min_size)
-    pr = [pair_ratio(psi[np.ix_(part.coalitions[c], part.coalitions[c])], marg[part.coalitions[c]])
-          for c in null["coalition"]]
+    # Pair and Ratio from the within sums (a giant coalition's m × m block is never formed)
+    pr = [pair_ratio_from_sum(float(_within_sums(psi.values, part.coalitions[c][None, :], psi.pair)[0]),
+                              marg[part.coalitions[c]]) for c in null["coalition"]]
     table = pd.DataFrame({"coalition": null["coalition"], "size": null["size"],
                           "pair": [p for p, _ in pr], "ratio": [r for _, r in pr]})
     table = table.merge(null.drop(columns=["size", "pair"]), on="coalition", how="left")
+    pooled = pooled_pair_null(psi, part, n_draws=options.null_draws, seed=options.seed)
+    del psi
+    pooled_in = float("nan")
     if psi_insample is not None:
-        psi_in = np.asarray(getattr(psi_insample, "values", psi_insample), dtype=np.float64)
-        within = {c: psi_in[np.ix_(part.coalitions[c], part.coalitions[c])] for c in table["coalition"]}
-        table.insert(4, "pair_insample", [float((w.sum() - np.trace(w)) / (w.shape[0] * (w.shape[0] - 1)))
-                                          for w in within.values()])
+        psi_in = prepare_phi(psi_insample)
+        table.insert(4, "pair_insample", [float(_within_sums(psi_in.values, part.coalitions[c][None, :], psi_in.pair)[0]
+                                                / (part.sizes[c] * (part.sizes[c] - 1)))
+                                          for c in table["coalition"]])
+        pooled_in = float(pooled_pair(psi_in, part))
+        del psi_in
     else:
         table.insert(4, "pair_insample", np.nan)
-    pooled = pooled_pair_null(psi_heldout, part, n_draws=options.null_draws, seed=options.seed)
     sig = table["significant"].astype(bool).to_numpy() if len(table) else np.zeros(0, bool)
     return HeldoutSynergyEval(
-        table, finite_mean(table["pair"]), finite_mean(table["ratio"]), float(pooled.observed), float(pooled.null_mean), float(pooled.p_value),
-        float(pooled_pair(psi_insample, part)) if psi_insample is not None else float("nan"),
-        float(sig.mean()) if sig.size else float("nan"), int(sig.size))
+        table, finite_mean(table["pair"]), finite_mean(table["ratio"]), float(pooled.observed), float(pooled.null_mean),
+        float(pooled.p_value), pooled_in, float(sig.mean()) if sig.size else float("nan"), int(sig.size))
 
 
 def _metric_of_columns(task: str, scores: np.ndarray, *, qids: Any, docids: Any, qrels: Any,

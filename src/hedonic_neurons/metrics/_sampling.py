@@ -185,15 +185,41 @@ def _gemm_path(n: int, s: int) -> bool:
     return 8 * s > n
 
 
-def _within_sums(phi0: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def phi_margins(phi0: np.ndarray) -> tuple[float, np.ndarray]:
+    """``(T, r + c)``: the total ``Σ_ij φ_ij`` and each player's row plus column sum, shape (n,)."""
+    return float(phi0.sum()), phi0.sum(axis=1) + phi0.sum(axis=0)
+
+
+def _complements(idx: np.ndarray, n: int) -> np.ndarray:
+    """The sorted complement of each row of ``idx`` in ``range(n)``, shape (b, n − s)."""
+    b, s = idx.shape
+    keep = np.ones((b, n), dtype=bool)
+    keep[np.arange(b)[:, None], idx] = False
+    return np.nonzero(keep)[1].reshape(b, n - s)
+
+
+def _within_sums(phi0: np.ndarray, idx: np.ndarray,
+                 margins: tuple[float, np.ndarray] | None = None) -> np.ndarray:
     """``Σ_{i, j ∈ C} φ_ij`` for each row ``C`` of ``idx`` (shape (b, s)); ``φ`` has a zero diagonal.
 
     Small coalitions gather their ``s × s`` blocks; large ones use ``diag(Mᵀ φ M)`` with the
     ``n × b`` membership matrix ``M``. Both bounded by :data:`_BLOCK_ELEMENTS` per block.
+    A coalition of more than half the players is summed through its complement ``C̄``:
+    ``W(C) = T − Σ_{i ∈ C̄} (r_i + c_i) + W(C̄)`` (``T`` the total, ``r``/``c`` the row/column
+    sums; ``margins`` from :func:`phi_margins`, computed here when not given), so its cost is
+    that of a coalition of ``n − s`` players.
     """
     n = phi0.shape[0]
     b, s = idx.shape
     out = np.empty(b)
+    if s > n // 2 and s >= 2:
+        total, rc = margins if margins is not None else phi_margins(phi0)
+        step = max(1, _BLOCK_ELEMENTS // n)
+        for start in range(0, b, step):
+            comp = _complements(idx[start:start + step], n)
+            inner = _within_sums(phi0, comp) if comp.shape[1] >= 2 else 0.0  # one player: no pair
+            out[start:start + comp.shape[0]] = total - rc[comp].sum(axis=1) + inner
+        return out
     if _gemm_path(n, s):
         step = max(1, _BLOCK_ELEMENTS // n)
         for start in range(0, b, step):
@@ -202,7 +228,7 @@ def _within_sums(phi0: np.ndarray, idx: np.ndarray) -> np.ndarray:
             m[part, np.arange(part.shape[0])[:, None]] = 1.0
             out[start:start + part.shape[0]] = np.einsum("ib,ib->b", m, phi0 @ m)
         return out
-    step = max(1, _BLOCK_ELEMENTS // (s * s))
+    step = max(1, _BLOCK_ELEMENTS // max(1, s * s))
     for start in range(0, b, step):
         part = idx[start:start + step]
         out[start:start + part.shape[0]] = phi0[part[:, :, None], part[:, None, :]].sum(axis=(1, 2))
@@ -215,7 +241,8 @@ def _pair_batch(n: int) -> Callable[[int], int]:
     return batch_for
 
 
-def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarray) -> np.ndarray:
+def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarray,
+                        margins: tuple[float, np.ndarray] | None = None) -> np.ndarray:
     """Pooled Pair of the partitions cutting each row of ``perms`` (shape (b, n)) into ``sizes``.
 
     Blocks are consecutive slices of the permutation, largest sizes first (as
@@ -231,7 +258,7 @@ def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarra
         count = sz.count(s)
         if s >= 2:
             block = perms[:, offset:offset + count * s].reshape(b * count, s)
-            totals += _within_sums(phi0, np.sort(block, axis=1)).reshape(b, count).sum(axis=1)
+            totals += _within_sums(phi0, np.sort(block, axis=1), margins).reshape(b, count).sum(axis=1)
             pairs += count * s * (s - 1)
         offset += count * s
     return totals / pairs if pairs else np.full(b, np.nan)

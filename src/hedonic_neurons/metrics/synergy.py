@@ -39,7 +39,7 @@ from ..errors import InputError
 from ..partition import Partition
 from ..records import LayerRecord
 
-__all__ = ["coalition_synergy", "coalition_synergy_final", "pair_ratio"]
+__all__ = ["coalition_synergy", "coalition_synergy_final", "pair_ratio", "pair_ratio_from_sum"]
 
 _COLUMNS = ["coalition", "size", "pair", "ratio", "ratio_defined", "psi_sum", "marginal_sum",
             "marginal_abs_sum", "n_members_used", "exact"]
@@ -73,7 +73,24 @@ def pair_ratio(
         raise InputError(f"psi_pair: expected shape ({m}, {m}) to match psi_single ({m},), got {p.shape}.")
     if not (np.isfinite(p).all() and np.isfinite(s).all()):
         raise InputError("psi_pair/psi_single: expected finite values.")
-    off = p.sum() - np.trace(p)
+    return pair_ratio_from_sum(float(p.sum() - np.trace(p)), s, ratio_eps=ratio_eps)
+
+
+def pair_ratio_from_sum(off: float, psi_single: np.ndarray, *, ratio_eps: float = 1e-6) -> tuple[float, float]:
+    """:func:`pair_ratio` from the coalition's off-diagonal sum ``Σ_{i≠j ∈ C} ψ(i, j)`` (eq. 8).
+
+    For callers that have the sum without the ``m × m`` block (the null tests' within sums).
+
+    Parameters
+    ----------
+    off : float
+        ``Σ_{i≠j ∈ C} ψ(i, j)``.
+    psi_single : numpy.ndarray, shape (m,)
+        ``ψ(i)`` of the ``m`` members.
+    ratio_eps : float
+    """
+    s = np.asarray(psi_single, dtype=np.float64).reshape(-1)
+    m = s.shape[0]
     pair = off / (m * (m - 1)) if m >= 2 else math.nan
     den = s.sum()
     scale = np.abs(s).sum()
