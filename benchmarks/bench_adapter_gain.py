@@ -1,12 +1,14 @@
-"""How much the demo's adapter matters on the OOD split, and which layer carries it (docs/method.md §8.5).
+"""How much a study's adapter matters on the OOD split, and which layer carries it (docs/method.md §8.5).
 
 Usage::
 
     python benchmarks/bench_adapter_gain.py --out /tmp/gain                  # fine-tune with demo.yaml
     python benchmarks/bench_adapter_gain.py --out /tmp/gain --set lora.layers=[3,4] --set finetune.max_steps=250
     python benchmarks/bench_adapter_gain.py --run-dir runs/demo              # reuse a finished run's adapter
+    python benchmarks/bench_adapter_gain.py --config-name smollm2 --out /tmp/gain-smol --threads 1
 
-With the packaged demo config (plus ``--set`` overrides, parsed as YAML values) it builds the
+With a packaged config (``--config-name``, default ``demo``; plus ``--set`` overrides, parsed as
+YAML values) it builds the
 data split and fine-tunes exactly as the pipeline's *data* and *model* stages do (into
 ``--out``; with ``--run-dir`` it reads those units from the run's cache instead), then scores
 the OOD pairs with
@@ -72,9 +74,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-adapter-gain"),
                     help="work directory for data and fine-tuning (ignored with --run-dir)")
-    ap.add_argument("--run-dir", type=Path, default=None, help="a finished demo run whose data and adapter to reuse")
+    ap.add_argument("--config-name", default="demo",
+                    help="packaged study config (hedonic run --list-configs); default demo")
+    ap.add_argument("--run-dir", type=Path, default=None, help="a finished run whose data and adapter to reuse")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a demo.yaml field (dotted key, YAML value); repeatable")
+                    help="override a field of the config (dotted key, YAML value); repeatable")
     ap.add_argument("--resume", action="store_true",
                     help="continue fine-tuning from the checkpoints in --out (same config only)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -85,7 +89,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from hedonic_neurons.models import ablate, architecture
-    from hedonic_neurons.pipeline.demo import demo_config
+    from hedonic_neurons.pipeline.config import load_config
     from hedonic_neurons.pipeline.plan import build_plan
     from hedonic_neurons.pipeline.stages.data import load_study_tokenizer, stage_data
     from hedonic_neurons.pipeline.stages.finetune import load_study_model, stage_model
@@ -96,7 +100,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if args.run_dir is not None:
-        cfg = demo_config(args.run_dir, overrides=overrides)
+        cfg = load_config(args.config_name, **{**overrides, "output_dir": str(args.run_dir)})
         plan = build_plan(cfg, args.run_dir)
         data_dir, model_dir = plan.data.path, plan.model.path
         if not (model_dir / "adapter" / "adapter_config.json").is_file():
@@ -104,7 +108,7 @@ def main() -> None:
                              "as the run, or run it first.")
         t_ft = float("nan")
     else:
-        cfg = demo_config(args.out, overrides=overrides)
+        cfg = load_config(args.config_name, **{**overrides, "output_dir": str(args.out)})
         data_dir, model_dir = args.out / "data", args.out / "model"
         if not (data_dir / "ood.parquet").is_file():
             data_dir.mkdir(parents=True, exist_ok=True)

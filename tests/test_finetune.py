@@ -81,6 +81,24 @@ def test_finetune_lowers_training_loss_and_trains_only_lora_and_head(tmp_path, t
             assert f.endswith((".safetensors", ".json")), f
 
 
+def test_head_lr_sets_the_heads_own_learning_rate(tmp_path, tok) -> None:
+    """AdamW moves each parameter by about its learning rate per step: with head_lr 1000× below lr
+    the head moves ~1000× less than with head_lr = lr, while the LoRA factors move as before."""
+    train, val = _pairs(32, 4), _pairs(8, 5)
+    moved: dict[str, dict[str, float]] = {}
+    for label, head_lr in (("same", None), ("slow", 5e-6)):
+        model = _fresh()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        cfg = FinetuneConfig(lr=5e-3, head_lr=head_lr, batch_size=8, micro_batch_size=8, epochs=1, max_steps=3,
+                             checkpoint_every=0)
+        finetune(model, tok, train, val, "cqtr", cfg, tmp_path / label, max_length=32, progress=False)
+        delta = {n: float((p.detach() - before[n]).abs().max()) for n, p in model.named_parameters() if p.requires_grad}
+        moved[label] = {"head": max(v for n, v in delta.items() if "lora_" not in n),
+                        "lora": max(v for n, v in delta.items() if "lora_" in n)}
+    assert moved["same"]["head"] > 1e-3 and moved["slow"]["head"] < 3 * 5e-6 * 3
+    assert moved["slow"]["lora"] > 0.5 * moved["same"]["lora"]
+
+
 def test_resume_from_checkpoint_matches_uninterrupted_run(tmp_path, tok) -> None:
     train, val = _pairs(32, 2), _pairs(8, 3)
     cfg4 = FinetuneConfig(lr=5e-3, batch_size=8, micro_batch_size=4, epochs=1, max_steps=4, checkpoint_every=2)

@@ -94,6 +94,11 @@ def _load_checkpoint(directory: Path, trainable: dict[str, Any], optimizer: Any,
                 st[k] = t.to(p.device)
         if st:
             optimizer.state[p] = st
+    if len(state["param_groups"]) != len(optimizer.param_groups):
+        raise ArtifactError(
+            f"{ck}: checkpoint has {len(state['param_groups'])} optimizer parameter group(s), the optimizer "
+            f"{len(optimizer.param_groups)}; it was written by another version. Delete {directory} to start over."
+        )
     for g, saved in zip(optimizer.param_groups, state["param_groups"]):
         g.update(saved)
     scheduler.load_state_dict(state["scheduler"])

@@ -52,6 +52,12 @@ class FinetuneConfig:
         Fine-tune a fresh adapter (true) or load ``model.adapter`` (false).
     lr, weight_decay : float
         AdamW learning rate (2e-4 in the paper) and weight decay.
+    head_lr : float or None
+        Learning rate of the scalar head (``None``: ``lr``). A fresh head on a model whose
+        final norm has a few very large channels (SmolLM2: |x_i| up to ~40) moves the score by
+        about ``lr · ‖x‖₁`` per AdamW step, so a rate that suits the LoRA factors makes the
+        head's score jump by a large fraction of the target's range; a smaller ``head_lr``
+        lets head and adapter converge together (docs/smollm2.md).
     batch_size : int
         Effective batch (128 in the paper), reached by gradient accumulation over
         micro-batches of ``micro_batch_size``. For ``relevance`` it counts queries, each
@@ -73,6 +79,7 @@ class FinetuneConfig:
 
     enabled: bool = True
     lr: float = 2e-4
+    head_lr: float | None = None
     weight_decay: float = 0.0
     batch_size: int = 128
     micro_batch_size: int = 8
@@ -355,7 +362,12 @@ def finetune(
         total = min(total, cfg.max_steps)
     warm = int(cfg.warmup_ratio * total)
 
-    optimizer = torch.optim.AdamW(list(trainable.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    param_groups: list[dict[str, Any]] = [{"params": list(trainable.values()), "lr": cfg.lr}]
+    head = [p for n, p in trainable.items() if "lora_" not in n]
+    if cfg.head_lr is not None and head:  # the head in its own group
+        param_groups = [{"params": [p for n, p in trainable.items() if "lora_" in n], "lr": cfg.lr},
+                  {"params": head, "lr": cfg.head_lr}]
+    optimizer = torch.optim.AdamW(param_groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def schedule(step: int) -> float:
         if warm and step < warm:

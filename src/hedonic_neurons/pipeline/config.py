@@ -193,6 +193,8 @@ def _check_semantics(cfg: StudyConfig) -> None:
     need(d.ashg.max_sweeps >= 1, "discovery.ashg.max_sweeps", f"expected an integer >= 1, got {d.ashg.max_sweeps}.")
     f = cfg.finetune
     need(f.lr > 0, "finetune.lr", f"expected a positive learning rate, got {f.lr}.")
+    need(f.head_lr is None or f.head_lr > 0, "finetune.head_lr",
+         f"expected null (same as lr) or a positive learning rate, got {f.head_lr}.")
     need(f.batch_size >= 1, "finetune.batch_size", f"expected an integer >= 1, got {f.batch_size}.")
     need(1 <= f.micro_batch_size <= f.batch_size, "finetune.micro_batch_size",
          f"expected 1 <= micro_batch_size <= batch_size={f.batch_size}, got {f.micro_batch_size}.")

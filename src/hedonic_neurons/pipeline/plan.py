@@ -190,6 +190,8 @@ def build_plan(cfg: StudyConfig, run_dir: str | os.PathLike[str] | None = None) 
     run = Path(run_dir or cfg.output_dir)
     cache = StageCache(run / "cache")
     c = to_dict(cfg)
+    if cfg.finetune.head_lr is None:  # keep the keys of runs made before finetune.head_lr existed
+        c["finetune"] = {k: v for k, v in c["finetune"].items() if k != "head_lr"}
     data_params: dict[str, Any] = {"task": cfg.task, "data": c["data"], "tokenizer": c["model"]["base"],
                                    "max_length": cfg.model.max_length}
     if cfg.data.ood_qrels is None:  # keep the keys of runs made before data.ood_qrels existed
