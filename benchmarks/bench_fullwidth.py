@@ -33,6 +33,7 @@ Usage::
     python benchmarks/bench_fullwidth.py                          # 2 blocks, N = 256, CPU, float32
     python benchmarks/bench_fullwidth.py --blocks 3 --out /data/fw
     python benchmarks/bench_fullwidth.py --device cuda --dtype bfloat16
+    OMP_NUM_THREADS=1 python benchmarks/bench_fullwidth.py --n-jobs 2   # two units at a time, one thread each
     python benchmarks/bench_fullwidth.py --dry-run                # build and write the config, print the plan
     python benchmarks/bench_fullwidth.py --report-only            # re-read a finished OUT/run
 """
@@ -284,7 +285,8 @@ def main() -> None:
     if args.dry_run:
         subprocess.run([*cmd, "--dry-run"], check=True)
         return
-    print(f"$ {' '.join(cmd)}", flush=True)
+    print(f"$ {' '.join(cmd)}  (n_jobs {args.n_jobs}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"{os.cpu_count()} CPUs)", flush=True)
     code, wall, stages = run(cmd, out / "run.log")
     print(f"\nhedonic run exited {code} after {wall:.0f} s ({wall / 60:.1f} min); log: {out / 'run.log'}")
     print(f"{'stage (from the progress output)':<34} {'wall s':>8} {'CPU s':>8} {'peak RSS GB (process tree)':>27}")
