@@ -33,7 +33,7 @@ Usage::
     python benchmarks/bench_fullwidth.py                          # 2 blocks, N = 256, CPU, float32
     python benchmarks/bench_fullwidth.py --blocks 3 --out /data/fw
     python benchmarks/bench_fullwidth.py --device cuda --dtype bfloat16
-    OMP_NUM_THREADS=1 python benchmarks/bench_fullwidth.py --n-jobs 2   # two units at a time, one thread each
+    python benchmarks/bench_fullwidth.py --n-jobs 2               # two units at a time (joblib gives each worker one thread)
     python benchmarks/bench_fullwidth.py --dry-run                # build and write the config, print the plan
     python benchmarks/bench_fullwidth.py --report-only            # re-read a finished OUT/run
 """

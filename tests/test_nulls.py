@@ -200,6 +200,8 @@ def test_prepare_phi_copies_zeroes_the_diagonal_and_is_reused() -> None:
     assert_close(prepared.total, off.sum(), rtol=1e-12, atol=1e-12)
     assert_close(prepared.margins, off.sum(axis=0) + off.sum(axis=1), rtol=1e-12, atol=1e-12)
     assert nulls.prepare_phi(prepared) is prepared
+    for members in ([0, 3, 5], list(range(1, 11))):  # gather path and complement path
+        assert_close(prepared.within(members), sum(off[i, j] for i in members for j in members), rtol=1e-12, atol=1e-12)
     part = Partition.from_labels(np.repeat(np.arange(3), 4))
     a = pair_null_test(phi, part, n_draws=99, seed=3)
     b = pair_null_test(prepared, part, n_draws=99, seed=3)

@@ -102,7 +102,6 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     psi_insample : array_like, shape (n, n), optional
         ``ψ(i, j)`` on the discovery inputs, for the in-sample pooled Pair.
     """
-    from .metrics._sampling import _within_sums
     from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null, prepare_phi
     from .metrics.stats import finite_mean
     from .metrics.synergy import pair_ratio_from_sum
@@ -118,9 +117,9 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     marg = np.asarray(marginals(rec), dtype=np.float64).reshape(-1)
     null = pair_null_test(psi, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
                           min_size=options.min_size)
-    # Pair and Ratio from the within sums (a giant coalition's m × m block is never formed)
-    pr = [pair_ratio_from_sum(float(_within_sums(psi.values, part.coalitions[c][None, :], psi.pair)[0]),
-                              marg[part.coalitions[c]]) for c in null["coalition"]]
+    # Ratio from the null test's Pair (its within sum; a giant's m × m block is never formed)
+    pr = [pair_ratio_from_sum(pair * s * (s - 1), marg[part.coalitions[c]])
+          for c, s, pair in zip(null["coalition"], null["size"], null["pair"])]
     table = pd.DataFrame({"coalition": null["coalition"], "size": null["size"],
                           "pair": [p for p, _ in pr], "ratio": [r for _, r in pr]})
     table = table.merge(null.drop(columns=["size", "pair"]), on="coalition", how="left")
@@ -129,8 +128,7 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     pooled_in = float("nan")
     if psi_insample is not None:
         psi_in = prepare_phi(psi_insample)
-        table.insert(4, "pair_insample", [float(_within_sums(psi_in.values, part.coalitions[c][None, :], psi_in.pair)[0]
-                                                / (part.sizes[c] * (part.sizes[c] - 1)))
+        table.insert(4, "pair_insample", [psi_in.within(part.coalitions[c]) / (part.sizes[c] * (part.sizes[c] - 1))
                                           for c in table["coalition"]])
         pooled_in = float(pooled_pair(psi_in, part))
         del psi_in

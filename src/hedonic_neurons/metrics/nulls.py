@@ -108,6 +108,10 @@ class ZeroDiagonalPhi:
         """``(total, margins)`` in the form the within-coalition sums take."""
         return self.total, self.margins
 
+    def within(self, members: Any) -> float:
+        """``Σ_{i≠j ∈ C} φ_ij`` of one coalition ``C`` (member indices), without forming its block."""
+        return float(_within_sums(self.values, np.asarray(members)[None, :], self.pair)[0])
+
 
 def prepare_phi(phi: Any) -> ZeroDiagonalPhi:
     """Validate ``phi`` (array_like or SynergyMatrix, shape (n, n)) and prepare it for the Pair nulls.
@@ -207,7 +211,7 @@ def _pooled_from(prepared: ZeroDiagonalPhi, coalitions: Sequence[np.ndarray]) ->
     for c in coalitions:
         s = int(c.size)
         if s >= 2:
-            total += float(_within_sums(prepared.values, np.asarray(c)[None, :], prepared.pair)[0])
+            total += prepared.within(c)
             pairs += s * (s - 1)
     return total / pairs if pairs else float("nan")
 
