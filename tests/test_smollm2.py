@@ -26,20 +26,13 @@ from hedonic_neurons.models import (
     smollm2,
     unwrap,
 )
-from tests.helpers import assert_close
+from tests.helpers import assert_close, real_smollm2_dir
 from tests.tiny_models import _config, one_thread, random_batches
 
 LAYER = 15  # a middle block of SmolLM2's 30
 
 
-def _real_dir() -> Path | None:
-    try:
-        return smollm2.path()
-    except ArtifactError:
-        return None
-
-
-REAL = _real_dir()
+REAL = real_smollm2_dir()
 needs_real = pytest.mark.skipif(
     REAL is None,
     reason=f"SmolLM2 weights not fetched into {smollm2.cache_dir()}: run `hedonic fetch-model smollm2` "

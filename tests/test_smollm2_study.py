@@ -14,22 +14,15 @@ import pandas as pd
 import pytest
 
 from hedonic_neurons import vocab
-from hedonic_neurons.errors import ArtifactError
 from hedonic_neurons.models import smollm2
 from hedonic_neurons.pipeline.config import config_names, load_config
+from tests.helpers import real_smollm2_dir
 from tests.tiny_models import one_thread
 
 SMOLLM2_BLOCKS = 30  # docs/models.md: 30 blocks, d = 576, d_ff = 1536
 
 
-def _real_dir() -> Path | None:
-    try:
-        return smollm2.path()
-    except ArtifactError:
-        return None
-
-
-REAL = _real_dir()
+REAL = real_smollm2_dir()
 
 
 def test_config_parses_and_fits_smollm2() -> None:
