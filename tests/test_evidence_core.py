@@ -123,6 +123,34 @@ def _ood_setup(tiny):
     return s, e, pairs
 
 
+def test_synergy_from_psi_equals_one_exact_pas_per_coalition(tiny) -> None:
+    """evaluate_synergy(psi=...) reads Pair/Ratio from the layer's ψ and marginals; it equals the
+    per-coalition exact PAS through the readout up to ψ's float32 storage, on every row, including
+    a coalition of more than half the players (summed through its complement)."""
+    from hedonic_neurons.synergy import SynergyMatrix
+    from hedonic_neurons.valuations import pas
+
+    rec = tiny["record"]
+    labels = np.zeros(rec.n_players, dtype=np.int64)
+    labels[: rec.n_players // 4] = np.arange(rec.n_players // 4) % 3 + 1  # a giant and three small ones
+    for part in (tiny["partition"], Partition.from_labels(labels)):
+        opts = EvaluationOptions(min_size=2)
+        ref = evaluate_synergy(rec, part, opts).table
+        psi = pas(rec, method="exact")
+        assert isinstance(psi, SynergyMatrix) and psi.values.dtype == np.float32
+        fast = evaluate_synergy(rec, part, opts, psi=psi).table
+        assert list(fast.columns) == list(ref.columns) and list(fast["coalition"]) == list(ref["coalition"])
+        assert fast["exact"].all() and (fast["n_members_used"] == fast["size"]).all()
+        for col in ("pair", "ratio", "psi_sum"):
+            assert_close(fast[col].to_numpy(), ref[col].to_numpy(), rtol=1e-5, atol=1e-12)
+        for col in ("marginal_sum", "marginal_abs_sum"):
+            assert_close(fast[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12, atol=0)
+    with pytest.raises(InputError, match="marginals"):
+        from hedonic_neurons.metrics.synergy import coalition_synergy_from_psi
+
+        coalition_synergy_from_psi(psi, np.zeros(3), part)
+
+
 def test_estimated_ood_drop_against_a_loop_and_the_single_coalition_null(tiny) -> None:
     from hedonic_neurons.metrics.nulls import size_matched_null
     from hedonic_neurons.metrics.ood import task_metric

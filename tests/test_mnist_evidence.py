@@ -177,7 +177,8 @@ def test_study_reports_the_verdict_first_consistent_with_its_tables(tmp_path: Pa
         assert prow["frac_sig_pair"] == pytest.approx(multi["pair_significant"].mean(), nan_ok=True)
         assert prow["pair_heldout"] == pytest.approx(multi["pair"].mean(), nan_ok=True)
         w = multi["size"] * (multi["size"] - 1)
-        assert prow["pair_pooled_heldout"] == pytest.approx((multi["pair"] * w).sum() / w.sum(), rel=1e-9,
+        # the pooled sums multiply the float32 ψ in float32 (metrics._sampling._within_sums): ψ's own precision
+        assert prow["pair_pooled_heldout"] == pytest.approx((multi["pair"] * w).sum() / w.sum(), rel=1e-6,
                                                             nan_ok=True)
     # the verdict is first, and its numbers are those of the partition table
     md = (out / "report.md").read_text(encoding="utf-8")

@@ -167,17 +167,50 @@ def test_giant_coalition_of_random_synergy_is_not_significant_when_pooled() -> N
 
 
 # ----------------------------------------------------------------------------- fast paths vs loops
-@pytest.mark.parametrize("s", [2, 3, 5, 12, 16, 17, 20, 30, 31, 32])
+@pytest.mark.parametrize("s", [2, 3, 10, 11, 40, 100, 101, 150, 199, 200])
 def test_within_sums_match_a_loop_on_both_paths(s: int) -> None:
-    """Gather (s ≤ n/8), GEMM (n/8 < s ≤ n/2) and complement (s > n/2) paths against a double loop,
-    on an asymmetric φ; s = 31, 32 leave a complement without a pair or empty."""
-    n = 32
+    """Gather (s ≤ n/20), GEMM (n/20 < s ≤ n/2) and complement (s > n/2) paths against a double
+    loop, on an asymmetric φ; s = 199, 200 leave a complement without a pair or empty."""
+    n = 200
     phi0 = np.asarray(sym_noise(n, s), dtype=np.float64) + np.random.default_rng(s).normal(size=(n, n))
     np.fill_diagonal(phi0, 0.0)
-    idx = nulls._draw_subsets(np.random.default_rng(s), n, s, 17)
-    assert idx.shape == (17, s) and all(np.unique(r).size == s for r in idx)
+    idx = nulls._draw_subsets(np.random.default_rng(s), n, s, 5)
+    assert idx.shape == (5, s) and all(np.unique(r).size == s for r in idx)
+    assert nulls._gemm_path(n, s) == (s > 10)
     expected = [sum(phi0[i, j] for i in r for j in r) for r in idx]
-    assert_close(nulls._within_sums(phi0, idx), expected, rtol=1e-12, atol=1e-12)
+    assert_close(nulls._within_sums(phi0, idx), expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("s", [8, 60, 150])
+def test_within_sums_of_a_float32_phi_stay_within_the_float32_bound(s: int) -> None:
+    """A float32 φ (ψ's storage) is multiplied in float32 on the GEMM path; the error of each
+    sum is under s · 2⁻²³ · Σ|φ_ij| and a tiny fraction of the null's spread."""
+    n = 400
+    phi32 = (np.random.default_rng(s).normal(size=(n, n)) * 1e-7 + 2e-9).astype(np.float32)
+    np.fill_diagonal(phi32, 0.0)
+    phi64 = phi32.astype(np.float64)  # the same numbers, summed exactly (to float64)
+    idx = nulls._draw_subsets(np.random.default_rng(1), n, s, 40)
+    p32, p64 = nulls.prepare_phi(phi32), nulls.prepare_phi(phi64)
+    assert p32.values.dtype == np.float32 and p64.values.dtype == np.float64
+    w32, w64 = nulls._within_sums(p32.values, idx, p32.pair), nulls._within_sums(p64.values, idx, p64.pair)
+    abs_sum = np.array([np.abs(phi64[np.ix_(r, r)]).sum() for r in idx])
+    assert np.all(np.abs(w32 - w64) <= s * 2.0**-23 * abs_sum)
+    assert np.abs(w32 - w64).max() < 1e-5 * w64.std()
+    if not nulls._gemm_path(n, s):  # gathered blocks are summed in float64: exact
+        assert_close(w32, w64, rtol=1e-12, atol=0)
+
+
+def test_prepare_phi_uses_a_float32_matrix_in_place_when_its_diagonal_is_zero() -> None:
+    phi = np.random.default_rng(0).normal(size=(10, 10)).astype(np.float32)
+    np.fill_diagonal(phi, 0.0)
+    m = SynergyMatrix(phi)
+    prepared = nulls.prepare_phi(m)
+    assert prepared.values.dtype == np.float32 and np.shares_memory(prepared.values, m.values)
+    assert not prepared.values.flags.writeable
+    phi[0, 0] = 5.0  # a non-zero diagonal is zeroed on a copy; the caller's array is untouched
+    prepared = nulls.prepare_phi(phi)
+    assert not np.shares_memory(prepared.values, phi) and phi[0, 0] == 5.0 and prepared.values[0, 0] == 0.0
+    assert nulls.prepare_phi(phi.astype(np.float16)).values.dtype == np.float64
 
 
 @pytest.mark.parametrize("s", [9, 16, 25])
@@ -270,6 +303,64 @@ def test_pooled_null_is_valid_on_a_null_phi() -> None:
                for s in range(n_trials))
     lo, hi = stats.binom.ppf([0.001, 0.999], n_trials, 0.05)
     assert lo <= hits <= hi
+
+
+def test_pair_nulls_draw_both_tests_from_the_same_random_partitions() -> None:
+    """pair_nulls: the pooled test equals pooled_pair_null (same seed); each coalition's null is
+    the Pair of the first block of its size in each of those random partitions, by a loop."""
+    n = 60
+    phi = sym_noise(n, 3) + np.random.default_rng(4).normal(scale=0.3, size=(n, n))  # asymmetric
+    phi[:8, :8] += 1.0  # one planted block
+    labels = np.repeat(np.arange(7), [20, 8, 8, 8, 7, 5, 4])
+    part = Partition.from_labels(labels)
+    res = nulls.pair_nulls(phi, part, n_draws=150, alpha=0.1, seed=11)
+    ref = pooled_pair_null(phi, part, n_draws=150, seed=11)
+    assert res.pooled.to_dict() == ref.to_dict()
+    np.testing.assert_array_equal(res.pooled.null, ref.null)
+    # rebuild the random partitions: same generator, same chunks, blocks largest first
+    rng = np.random.default_rng(11)
+    perms = np.argsort(rng.random((150, n)), axis=1)  # one chunk: 150 ≤ _BLOCK_ELEMENTS // n
+    order = sorted(part.sizes.tolist(), reverse=True)
+    starts = np.concatenate([[0], np.cumsum(order)[:-1]])
+    first = {s: int(starts[order.index(s)]) for s in set(order)}
+    table = res.table.set_index("coalition")
+    assert list(res.table.columns) == COLUMNS and len(table) == part.n_coalitions
+    p_values = {}
+    for c in range(part.n_coalitions):
+        s = int(part.sizes[c])
+        null = np.array([pair_loop(phi, np.sort(perm[first[s]:first[s] + s])) for perm in perms])
+        obs = pair_loop(phi, part.coalitions[c])
+        row = table.loc[c]
+        assert_close(row["pair"], obs, rtol=1e-10, atol=1e-12)
+        assert_close(row["null_mean"], null.mean(), rtol=1e-10, atol=1e-12)
+        assert_close(row["null_sd"], null.std(ddof=1), rtol=1e-8, atol=1e-12)
+        p_values[c] = (1 + np.count_nonzero(null >= row["pair"])) / 151
+        assert row["p_value"] == pytest.approx(p_values[c], abs=1e-12)
+    assert_close(table["q_value"].to_numpy(), benjamini_hochberg(list(p_values.values())), rtol=1e-12, atol=0)
+    assert bool(table.loc[part.labels[0], "significant"])  # the planted block is found
+    # the per-coalition observed values are those of pair_null_test
+    direct = pair_null_test(phi, part, n_draws=20, seed=0)
+    np.testing.assert_array_equal(direct["pair"].to_numpy(), res.table["pair"].to_numpy())
+
+
+def test_pair_nulls_are_valid_on_a_null_phi() -> None:
+    n_trials = 150
+    part = Partition.from_labels(np.repeat(np.arange(4), [8, 6, 4, 2]))
+    p = np.concatenate([nulls.pair_nulls(sym_noise(20, 900 + t), part, n_draws=99, seed=t).table["p_value"]
+                        for t in range(n_trials)])
+    hits = int((p <= 0.05).sum())
+    lo, hi = stats.binom.ppf([0.001, 0.999], p.size, 0.05)
+    assert hits <= hi and hits >= lo * 0.5  # coalitions of one trial share a φ: allow some dependence
+
+
+def test_pair_nulls_edge_cases() -> None:
+    phi = sym_noise(8, 0)
+    whole = nulls.pair_nulls(phi, Partition.from_labels(np.zeros(8, dtype=np.int64)), n_draws=30)
+    assert whole.table["p_value"].tolist() == [1.0] and whole.pooled.p_value == 1.0
+    singles = nulls.pair_nulls(phi, Partition.from_labels(np.arange(8)), n_draws=30)
+    assert singles.table.empty and math.isnan(singles.pooled.observed)
+    with pytest.raises(InputError, match="n_draws"):
+        nulls.pair_nulls(phi, Partition.from_labels(np.arange(8)), n_draws=0)
 
 
 # ----------------------------------------------------------------------------- determinism and edge cases

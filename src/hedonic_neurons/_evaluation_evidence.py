@@ -83,12 +83,13 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     of the local readout, so equal to :func:`evaluate_synergy` on ``heldout_record`` up to the
     float32 storage of ψ) and the exact marginals ``ψ(i)`` of ``heldout_record``
     (:func:`hedonic_neurons.metrics.synergy.pair_ratio`, same NaN rule for Ratio); each
-    coalition's Pair is tested against ``options.null_draws`` uniformly
-    random coalitions of its size on the held-out interactions ``ψ(i, j)``
-    (:func:`hedonic_neurons.metrics.pair_null_test`, one-sided Monte-Carlo p-value,
-    Benjamini–Hochberg over the partition at ``options.alpha``); the pooled Pair is compared
-    with random partitions of the same size histogram
-    (:func:`hedonic_neurons.metrics.nulls.pooled_pair_null`). docs/method.md §8.5.
+    coalition's Pair is tested against ``options.null_draws`` uniformly random coalitions of its
+    size on the held-out interactions ``ψ(i, j)`` (one-sided Monte-Carlo p-value,
+    Benjamini–Hochberg over the partition at ``options.alpha``) and the pooled Pair against
+    random partitions of the same size histogram; both tests take their draws from the same
+    ``options.null_draws`` random partitions (:func:`hedonic_neurons.metrics.nulls.pair_nulls`:
+    a coalition of size ``s`` meets the first block of size ``s`` of each, a uniformly random
+    ``s``-subset), so the two cost one pass. docs/method.md §8.5.
 
     Parameters
     ----------
@@ -102,7 +103,7 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     psi_insample : array_like, shape (n, n), optional
         ``ψ(i, j)`` on the discovery inputs, for the in-sample pooled Pair.
     """
-    from .metrics.nulls import pair_null_test, pooled_pair, pooled_pair_null, prepare_phi
+    from .metrics.nulls import pair_nulls, pooled_pair, prepare_phi
     from .metrics.stats import finite_mean
     from .metrics.synergy import pair_ratio_from_sum
     from .valuations import marginals
@@ -112,19 +113,19 @@ def evaluate_heldout_synergy(heldout_record: LayerRecord, partition: Partition, 
     shape = np.shape(getattr(psi_heldout, "values", psi_heldout))
     if shape != (part.n_players, part.n_players):
         raise InputError(f"psi_heldout: expected shape ({part.n_players}, {part.n_players}), got {shape}.")
-    # one float64 zero-diagonal copy per matrix, shared by the tests below (Pair ignores the diagonal)
+    # one zero-diagonal matrix shared by both tests (a float32 ψ with a zero diagonal is used in place)
     psi = prepare_phi(psi_heldout)
     marg = np.asarray(marginals(rec), dtype=np.float64).reshape(-1)
-    null = pair_null_test(psi, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
-                          min_size=options.min_size)
+    nulls = pair_nulls(psi, part, n_draws=options.null_draws, alpha=options.alpha, seed=options.seed,
+                       min_size=options.min_size)
+    null, pooled = nulls.table, nulls.pooled
     # Ratio from the null test's Pair (its within sum; a giant's m × m block is never formed)
     pr = [pair_ratio_from_sum(pair * s * (s - 1), marg[part.coalitions[c]])
           for c, s, pair in zip(null["coalition"], null["size"], null["pair"])]
     table = pd.DataFrame({"coalition": null["coalition"], "size": null["size"],
                           "pair": [p for p, _ in pr], "ratio": [r for _, r in pr]})
     table = table.merge(null.drop(columns=["size", "pair"]), on="coalition", how="left")
-    pooled = pooled_pair_null(psi, part, n_draws=options.null_draws, seed=options.seed)
-    del psi
+    del psi, nulls
     pooled_in = float("nan")
     if psi_insample is not None:
         psi_in = prepare_phi(psi_insample)

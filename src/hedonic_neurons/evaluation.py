@@ -91,7 +91,7 @@ def partition_shape(partition: Partition) -> dict[str, float]:
 
 
 def evaluate_synergy(record: LayerRecord, partition: Partition, options: EvaluationOptions = EvaluationOptions(), *,
-                     progress: bool = False) -> SynergyEval:
+                     progress: bool = False, psi: Any = None) -> SynergyEval:
     """Pair(C) and Ratio(C) of every coalition of size ``>= options.min_size`` on the local readout.
 
     Parameters
@@ -102,13 +102,21 @@ def evaluate_synergy(record: LayerRecord, partition: Partition, options: Evaluat
         Partition of the same ``n`` players.
     options : EvaluationOptions
     progress : bool
+    psi : array_like, SynergyMatrix or ZeroDiagonalPhi, shape (n, n), optional
+        The exact ``ψ(i, j)`` of ``record`` when already computed: Pair and Ratio are then read
+        from it and the record's marginals (:func:`hedonic_neurons.metrics.synergy.coalition_synergy_from_psi`;
+        every row exact, ``options.max_members`` unused) instead of one exact PAS per coalition.
     """
-    from .metrics.synergy import coalition_synergy
+    from .metrics.synergy import coalition_synergy, coalition_synergy_from_psi
+    from .valuations import marginals
 
     part = _check_partition(partition)
     rec = _check_record(record, part, "record")
-    df = coalition_synergy(rec, part, min_size=options.min_size, max_members=options.max_members,
-                           seed=options.seed, backend=options.backend, progress=progress)
+    if psi is not None:
+        df = coalition_synergy_from_psi(psi, marginals(rec), part, min_size=options.min_size)
+    else:
+        df = coalition_synergy(rec, part, min_size=options.min_size, max_members=options.max_members,
+                               seed=options.seed, backend=options.backend, progress=progress)
     pm, pci = _mean_ci(df["pair"], options.confidence)
     rm, rci = _mean_ci(df["ratio"], options.confidence)
     n_undef = int((~df["ratio_defined"].astype(bool)).sum()) if len(df) else 0

@@ -273,7 +273,12 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, np.ndarray], met
 
 
 def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Load a safetensors file: ``(arrays, metadata)``."""
+    """Load a safetensors file: ``(arrays, metadata)``.
+
+    Each tensor is read through its own memory map, closed before the next one is read, so the
+    peak resident memory is the arrays plus the largest tensor rather than twice the file
+    (a mapped page counts as resident while the map is open).
+    """
     from safetensors import safe_open
 
     p = Path(path)
@@ -281,7 +286,11 @@ def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], di
     try:
         with safe_open(str(p), framework="np") as fh:
             meta = dict(fh.metadata() or {})
-            arrays = {k: fh.get_tensor(k) for k in fh.keys()}
+            keys = list(fh.keys())
+        arrays = {}
+        for k in keys:
+            with safe_open(str(p), framework="np") as fh:
+                arrays[k] = fh.get_tensor(k)
     except Exception as exc:
         raise ArtifactError(f"{p}: not a readable safetensors file ({exc}).") from exc
     return arrays, meta

@@ -112,6 +112,16 @@ def _chunks(total: int, size: int) -> list[int]:
     return [min(size, total - start) for start in range(0, total, size)]
 
 
+def _check_null_values(out: np.ndarray, b: int, s: int) -> np.ndarray:
+    if out.shape != (b,):
+        raise InputError(f"null function: expected {b} values for {b} random coalitions of size {s}, "
+                         f"got shape {out.shape}.")
+    if not np.isfinite(out).all():
+        raise InputError(f"null function: returned a non-finite value for a random coalition of size {s}; "
+                         "expected finite values.")
+    return out
+
+
 def _null_table(
     ids: Sequence[Hashable],
     sizes: np.ndarray,
@@ -142,16 +152,22 @@ def _null_table(
         for b in _chunks(draws, batch_for(s)):
             idx = drawn[start:start + b] if drawn is not None else _draw_subsets(gens[s], n_players, s, b)
             start += b
-            out = np.asarray(evaluate(idx), dtype=np.float64).reshape(-1)
-            if out.shape != (b,):
-                raise InputError(f"null function: expected {b} values for {b} random coalitions of size {s}, "
-                                 f"got shape {out.shape}.")
-            if not np.isfinite(out).all():
-                raise InputError(f"null function: returned a non-finite value for a random coalition of size {s}; "
-                                 "expected finite values.")
-            vals.append(out)
+            vals.append(_check_null_values(np.asarray(evaluate(idx), dtype=np.float64).reshape(-1), b, s))
         null_by_size[s] = np.concatenate(vals)
+    return _table_from_nulls(ids, sizes, observed, null_by_size, n_players=n_players, alpha=alpha, metric=metric)
 
+
+def _table_from_nulls(
+    ids: Sequence[Hashable],
+    sizes: np.ndarray,
+    observed: np.ndarray,
+    null_by_size: dict[int, np.ndarray],
+    *,
+    n_players: int,
+    alpha: float,
+    metric: str,
+) -> pd.DataFrame:
+    """p/z/q per coalition from the null values of each size (``null_by_size[s]``, shape (B,))."""
     k = len(ids)
     null_mean = np.full(k, np.nan)
     null_sd = np.full(k, np.nan)
@@ -180,14 +196,16 @@ def _null_table(
 
 
 def _gemm_path(n: int, s: int) -> bool:
-    # A gather costs ~s² slow indexed reads per coalition, a GEMM ~n² fast flops: past s ≈ n/8
-    # the GEMM wins (and needs only n·b memory instead of b·s²).
-    return 8 * s > n
+    # A gather costs ~s² slow indexed reads per coalition, a GEMM ~2n² fast flops. Measured on a
+    # 2-core Xeon, one thread (n = 2000 … 14336, float32 and float64): the two break even near
+    # s = n/20 (n = 14336, s = 717: 8 ms each in float64); at s = n/10 the gather is 4-6x slower.
+    return 20 * s > n
 
 
 def phi_margins(phi0: np.ndarray) -> tuple[float, np.ndarray]:
-    """``(T, r + c)``: the total ``Σ_ij φ_ij`` and each player's row plus column sum, shape (n,)."""
-    return float(phi0.sum()), phi0.sum(axis=1) + phi0.sum(axis=0)
+    """``(T, r + c)``: the total ``Σ_ij φ_ij`` and each player's row plus column sum, shape (n,), in float64."""
+    rows = phi0.sum(axis=1, dtype=np.float64)
+    return float(rows.sum()), rows + phi0.sum(axis=0, dtype=np.float64)
 
 
 def _complements(idx: np.ndarray, n: int) -> np.ndarray:
@@ -208,6 +226,12 @@ def _within_sums(phi0: np.ndarray, idx: np.ndarray,
     ``W(C) = T − Σ_{i ∈ C̄} (r_i + c_i) + W(C̄)`` (``T`` the total, ``r``/``c`` the row/column
     sums; ``margins`` from :func:`phi_margins`, computed here when not given), so its cost is
     that of a coalition of ``n − s`` players.
+
+    Precision: gathered blocks, margins and the final sums accumulate in float64. The product
+    ``φ M`` runs in ``φ``'s dtype, so a float32 ``φ`` (ψ's storage) sums each row's ``s``
+    members in float32 (twice the speed, half the memory of a float64 copy); the error of
+    ``W(C)`` is then at most ``s · 2⁻²³ · Σ_{i, j ∈ C} |φ_ij|`` (typically ``√s`` times less),
+    far below the spread of the null (measured in ``tests/test_nulls.py``).
     """
     n = phi0.shape[0]
     b, s = idx.shape
@@ -224,14 +248,15 @@ def _within_sums(phi0: np.ndarray, idx: np.ndarray,
         step = max(1, _BLOCK_ELEMENTS // n)
         for start in range(0, b, step):
             part = idx[start:start + step]
-            m = np.zeros((n, part.shape[0]))
+            m = np.zeros((n, part.shape[0]), dtype=phi0.dtype)
             m[part, np.arange(part.shape[0])[:, None]] = 1.0
-            out[start:start + part.shape[0]] = np.einsum("ib,ib->b", m, phi0 @ m)
+            rows = phi0 @ m  # (n, b) in φ's dtype
+            out[start:start + part.shape[0]] = np.einsum("ib,ib->b", m, rows, dtype=np.float64)
         return out
     step = max(1, _BLOCK_ELEMENTS // max(1, s * s))
     for start in range(0, b, step):
         part = idx[start:start + step]
-        out[start:start + part.shape[0]] = phi0[part[:, :, None], part[:, None, :]].sum(axis=(1, 2))
+        out[start:start + part.shape[0]] = phi0[part[:, :, None], part[:, None, :]].sum(axis=(1, 2), dtype=np.float64)
     return out
 
 
@@ -242,12 +267,17 @@ def _pair_batch(n: int) -> Callable[[int], int]:
 
 
 def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarray,
-                        margins: tuple[float, np.ndarray] | None = None) -> np.ndarray:
+                        margins: tuple[float, np.ndarray] | None = None,
+                        first_blocks: dict[int, list[np.ndarray]] | None = None) -> np.ndarray:
     """Pooled Pair of the partitions cutting each row of ``perms`` (shape (b, n)) into ``sizes``.
 
     Blocks are consecutive slices of the permutation, largest sizes first (as
     :func:`hedonic_neurons.baselines.random_partition` does); blocks of equal size across all
     draws are stacked and summed by one :func:`_within_sums` call.
+
+    ``first_blocks``, when given, receives for every size ``s ≥ 2`` the Pair of each row's
+    first block of that size (shape (b,), appended to ``first_blocks[s]``): a uniformly random
+    ``s``-subset per row, independent across rows.
     """
     b = perms.shape[0]
     sz = sorted((int(s) for s in sizes), reverse=True)
@@ -258,7 +288,10 @@ def _pooled_null_values(phi0: np.ndarray, sizes: Sequence[int], perms: np.ndarra
         count = sz.count(s)
         if s >= 2:
             block = perms[:, offset:offset + count * s].reshape(b * count, s)
-            totals += _within_sums(phi0, np.sort(block, axis=1), margins).reshape(b, count).sum(axis=1)
+            sums = _within_sums(phi0, np.sort(block, axis=1), margins).reshape(b, count)
+            totals += sums.sum(axis=1)
             pairs += count * s * (s - 1)
+            if first_blocks is not None:
+                first_blocks.setdefault(s, []).append(sums[:, 0] / (s * (s - 1)))
         offset += count * s
     return totals / pairs if pairs else np.full(b, np.nan)

@@ -48,26 +48,30 @@ import pandas as pd
 from .._validation import as_generator, check_phi, check_positive_int, check_probability
 from ..errors import InputError
 from ..partition import Partition
-from ._sampling import (  # noqa: F401  (_bh_numpy, _draw_subsets: re-exported for the tests)
+from ._sampling import (  # noqa: F401  (_bh_numpy, _draw_subsets, _gemm_path: re-exported for the tests)
     _BLOCK_ELEMENTS,
     _TAIL_COLUMNS,
     Seed,
     _bh_numpy,
     _chunks,
     _draw_subsets,
+    _gemm_path,
     _null_table,
     _pair_batch,
     _pooled_null_values,
+    _table_from_nulls,
     _within_sums,
     benjamini_hochberg,
     phi_margins,
 )
 
 __all__ = [
+    "PairNulls",
     "PooledPairNull",
     "ZeroDiagonalPhi",
     "benjamini_hochberg",
     "pair_null_test",
+    "pair_nulls",
     "pooled_pair",
     "pooled_pair_null",
     "prepare_phi",
@@ -83,20 +87,21 @@ def _check_min_size(min_size: Any) -> int:
 # ----------------------------------------------------------------------------- intrinsic: Pair
 @dataclass(frozen=True)
 class ZeroDiagonalPhi:
-    """A valuation prepared for the Pair nulls: float64, zero diagonal, with its margins.
+    """A valuation prepared for the Pair nulls: zero diagonal, with its margins.
 
     The null tests accept it in place of ``phi`` so that several of them on one matrix share
-    one float64 copy (at ``n = 14336`` that copy is 1.6 GB) and one pass for the margins.
+    one array (at ``n = 14336`` a float64 copy is 1.6 GB) and one pass for the margins.
     Build it with :func:`prepare_phi`.
 
     Attributes
     ----------
     values : numpy.ndarray, shape (n, n)
-        ``φ`` with its diagonal set to 0, float64, owned (never the caller's array).
+        ``φ`` with a zero diagonal, read-only: float32 when ``φ`` was a float32 array (ψ's
+        storage; no copy is made when its diagonal is already zero), else float64.
     total : float
-        ``T = Σ_ij φ_ij`` (diagonal excluded).
+        ``T = Σ_ij φ_ij`` (diagonal excluded), summed in float64.
     margins : numpy.ndarray, shape (n,)
-        Row plus column sum of each player (diagonal excluded).
+        Row plus column sum of each player (diagonal excluded), float64.
     """
 
     values: np.ndarray = field(repr=False)
@@ -116,15 +121,23 @@ class ZeroDiagonalPhi:
 def prepare_phi(phi: Any) -> ZeroDiagonalPhi:
     """Validate ``phi`` (array_like or SynergyMatrix, shape (n, n)) and prepare it for the Pair nulls.
 
-    Returns ``phi`` itself when it is already a :class:`ZeroDiagonalPhi`.
+    A float32 array (a SynergyMatrix's values) stays float32 and is used in place, read-only,
+    when its diagonal is already zero; anything else becomes a float64 array with a zeroed
+    diagonal (a copy: the caller's array is never written). Returns ``phi`` itself when it is
+    already a :class:`ZeroDiagonalPhi`.
     """
     if isinstance(phi, ZeroDiagonalPhi):
         return phi
-    arr = check_phi(phi, "phi")
-    source = getattr(phi, "values", phi)
-    if isinstance(source, np.ndarray) and np.may_share_memory(arr, source):
-        arr = arr.copy()  # never write into the caller's matrix
-    np.fill_diagonal(arr, 0.0)
+    source = phi.values if hasattr(phi, "values") and hasattr(phi, "meta") and not isinstance(phi, np.ndarray) \
+        else phi
+    single = isinstance(source, np.ndarray) and source.dtype == np.float32
+    arr = check_phi(phi, "phi", dtype=np.float32 if single else np.float64)
+    if np.any(np.diagonal(arr) != 0):
+        if isinstance(source, np.ndarray) and np.may_share_memory(arr, source):
+            arr = arr.copy()  # never write into the caller's matrix
+        np.fill_diagonal(arr, 0.0)
+    arr = arr.view()
+    arr.setflags(write=False)
     total, margins = phi_margins(arr)
     return ZeroDiagonalPhi(arr, total, margins)
 
@@ -136,6 +149,27 @@ def _check_partition(partition: Any, n: int) -> Partition:
         raise InputError(f"partition: has {partition.n_players} players but phi is {n} x {n}; "
                          "expected a partition of phi's players.")
     return partition
+
+
+def _observed_pairs(prepared: ZeroDiagonalPhi, part: Partition,
+                    min_size: int) -> tuple[list[int], np.ndarray, np.ndarray, float]:
+    """``(ids, sizes, Pair, pooled Pair)``: the coalitions of at least ``min_size`` members, their
+    sizes and Pair, and the pooled Pair over every coalition of at least 2 (NaN when none)."""
+    ids, sizes, pairs = [], [], []
+    total, n_pairs = 0.0, 0
+    for c in range(part.n_coalitions):
+        s = int(part.sizes[c])
+        if s < 2:
+            continue
+        w = prepared.within(part.coalitions[c])
+        total += w
+        n_pairs += s * (s - 1)
+        if s >= min_size:
+            ids.append(c)
+            sizes.append(s)
+            pairs.append(w / (s * (s - 1)))
+    pooled = total / n_pairs if n_pairs else float("nan")
+    return ids, np.array(sizes, dtype=np.int64), np.array(pairs, dtype=np.float64), pooled
 
 
 def pair_null_test(
@@ -193,10 +227,7 @@ def pair_null_test(
     a = check_probability(alpha, "alpha")
     min_size = max(2, _check_min_size(min_size))
     as_generator(seed)
-    ids = [c for c in range(part.n_coalitions) if part.sizes[c] >= min_size]
-    sizes = np.array([int(part.sizes[c]) for c in ids], dtype=np.int64)
-    observed = np.array([_within_sums(phi0, part.coalitions[c][None, :], margins)[0] / (s * (s - 1))
-                         for c, s in zip(ids, sizes)], dtype=np.float64)
+    ids, sizes, observed, _ = _observed_pairs(prepared, part, min_size)
 
     def evaluate(idx: np.ndarray) -> np.ndarray:
         s = idx.shape[1]
@@ -303,7 +334,13 @@ def pooled_pair_null(
     part = _check_partition(partition, n)
     draws = check_positive_int(n_draws, "n_draws")
     rng = as_generator(seed)
-    observed = _pooled_from(prepared, part.coalitions)
+    return _pooled_null(prepared, part, _pooled_from(prepared, part.coalitions), draws, rng, None)
+
+
+def _pooled_null(prepared: ZeroDiagonalPhi, part: Partition, observed: float, draws: int,
+                 rng: np.random.Generator, first_blocks: dict[int, list[np.ndarray]] | None) -> PooledPairNull:
+    """The random partitions of :func:`pooled_pair_null` (``first_blocks``: see ``_pooled_null_values``)."""
+    n = prepared.values.shape[0]
     sizes = [int(s) for s in part.sizes]
     nan = float("nan")
     if np.isnan(observed):
@@ -313,13 +350,84 @@ def pooled_pair_null(
     vals: list[np.ndarray] = []
     for b in _chunks(draws, max(1, _BLOCK_ELEMENTS // n)):
         perms = np.argsort(rng.random((b, n)), axis=1)
-        vals.append(_pooled_null_values(prepared.values, sizes, perms, prepared.pair))
+        vals.append(_pooled_null_values(prepared.values, sizes, perms, prepared.pair, first_blocks))
     null = np.concatenate(vals)
     mean = float(null.mean())
     sd = float(null.std(ddof=1)) if null.size > 1 else nan
     z = (observed - mean) / sd if sd > 0 else nan
     p = (1.0 + np.count_nonzero(null >= observed)) / (1.0 + null.size)
     return PooledPairNull(observed, mean, sd, z, float(p), draws, null)
+
+
+@dataclass(frozen=True)
+class PairNulls:
+    """Both Pair tests of one partition from one set of random partitions (:func:`pair_nulls`).
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        Per coalition, the columns of :func:`pair_null_test`.
+    pooled : PooledPairNull
+        The pooled Pair against the same random partitions, equal to :func:`pooled_pair_null`
+        with the same ``seed``.
+    """
+
+    table: pd.DataFrame
+    pooled: PooledPairNull
+
+
+def pair_nulls(
+    phi: Any,
+    partition: Partition,
+    *,
+    n_draws: int = 1000,
+    alpha: float = 0.05,
+    seed: Seed = 0,
+    min_size: int = 2,
+) -> PairNulls:
+    """Per-coalition Pair and pooled Pair against the same size-matched random partitions (§8).
+
+    :func:`pair_null_test` and :func:`pooled_pair_null` in one pass, at the cost of the second
+    alone. The ``n_draws`` random partitions are those of :func:`pooled_pair_null` (same
+    ``seed``, same values). A coalition ``C`` of size ``s`` is compared with the *first* block of
+    size ``s`` of every random partition: a block of a uniformly random permutation is a
+    uniformly random ``s``-subset and the partitions are independent, so these are ``n_draws``
+    i.i.d. draws of the null of :func:`pair_null_test` and the Monte-Carlo p-value
+    ``(1 + #{null ≥ Pair(C)}) / (1 + n_draws)`` is valid as there. Only the draws differ from
+    :func:`pair_null_test` (its draws of size ``s`` depend on ``(seed, s)`` alone; here they
+    come from the partitions, which depend on the whole size histogram).
+
+    Parameters
+    ----------
+    phi : numpy.ndarray, SynergyMatrix or ZeroDiagonalPhi, shape (n, n)
+    partition : Partition
+        Of the same ``n`` players.
+    n_draws : int
+        Random partitions (and so null draws per size).
+    alpha : float in (0, 1)
+        False-discovery rate for ``significant``.
+    seed : int or numpy.random.Generator
+    min_size : int
+        Smallest coalition in the table (default 2); the pooled Pair counts every coalition
+        of at least 2 members.
+
+    Returns
+    -------
+    PairNulls
+    """
+    prepared = prepare_phi(phi)
+    n = prepared.values.shape[0]
+    part = _check_partition(partition, n)
+    draws = check_positive_int(n_draws, "n_draws")
+    a = check_probability(alpha, "alpha")
+    min_size = max(2, _check_min_size(min_size))
+    rng = as_generator(seed)
+    ids, sizes, observed, pooled_obs = _observed_pairs(prepared, part, min_size)
+    first: dict[int, list[np.ndarray]] = {}
+    pooled = _pooled_null(prepared, part, pooled_obs, draws, rng, first)
+    null_by_size = {s: np.concatenate(v) for s, v in first.items()}
+    table = _table_from_nulls(ids, sizes, observed, null_by_size, n_players=n, alpha=a, metric="pair")
+    return PairNulls(table, pooled)
 
 
 # ----------------------------------------------------------------------------- extrinsic: any metric

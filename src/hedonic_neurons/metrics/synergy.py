@@ -39,7 +39,8 @@ from ..errors import InputError
 from ..partition import Partition
 from ..records import LayerRecord
 
-__all__ = ["coalition_synergy", "coalition_synergy_final", "pair_ratio", "pair_ratio_from_sum"]
+__all__ = ["coalition_synergy", "coalition_synergy_final", "coalition_synergy_from_psi", "pair_ratio",
+           "pair_ratio_from_sum"]
 
 _COLUMNS = ["coalition", "size", "pair", "ratio", "ratio_defined", "psi_sum", "marginal_sum",
             "marginal_abs_sum", "n_members_used", "exact"]
@@ -197,6 +198,63 @@ def coalition_synergy(
                      "ratio_defined": not math.isnan(ratio), "psi_sum": off,
                      "marginal_sum": float(psi_single.sum()), "marginal_abs_sum": float(np.abs(psi_single).sum()),
                      "n_members_used": int(used.size), "exact": bool(exact)})
+    return pd.DataFrame(rows, columns=_COLUMNS)
+
+
+def coalition_synergy_from_psi(
+    psi: Any,
+    marginals: np.ndarray,
+    partition: Partition,
+    *,
+    min_size: int = 2,
+    coalitions: Sequence[int] | None = None,
+    ratio_eps: float = 1e-6,
+) -> pd.DataFrame:
+    """:func:`coalition_synergy` from the layer's whole ``ψ(i, j)`` and ``ψ(i)`` (eq. 6–8).
+
+    When the exact PAS of every pair is already computed (the pipeline's ψ on the discovery or
+    held-out part, :func:`hedonic_neurons.valuations.pas`), each coalition's Pair and Ratio are
+    its within-coalition sum and marginal sum: no ``m × m`` block is recomputed, and a coalition
+    of more than half the players is summed through its complement
+    (:class:`hedonic_neurons.metrics.nulls.ZeroDiagonalPhi`). Equal to :func:`coalition_synergy`
+    on the same record up to ψ's float32 storage (every row is exact).
+
+    Parameters
+    ----------
+    psi : numpy.ndarray, SynergyMatrix or ZeroDiagonalPhi, shape (n, n)
+        ``ψ(i, j)`` of the ``n`` players (the diagonal is ignored).
+    marginals : numpy.ndarray, shape (n,)
+        ``ψ(i)`` (:func:`hedonic_neurons.valuations.marginals` of the same record).
+    partition : Partition
+        Of the same ``n`` players.
+    min_size, coalitions, ratio_eps
+        As in :func:`coalition_synergy`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The columns of :func:`coalition_synergy`.
+    """
+    from .nulls import prepare_phi
+
+    prepared = prepare_phi(psi)
+    n = prepared.values.shape[0]
+    single = np.asarray(marginals, dtype=np.float64).reshape(-1)
+    if single.shape != (n,):
+        raise InputError(f"marginals: expected shape ({n},) to match psi ({n} x {n}), got {single.shape}.")
+    if not isinstance(partition, Partition) or partition.n_players != n:
+        got = partition.n_players if isinstance(partition, Partition) else type(partition).__name__
+        raise InputError(f"partition: expected a Partition of psi's {n} players, got {got}.")
+    rows: list[dict[str, Any]] = []
+    for c in _coalition_ids(partition, coalitions, min_size):
+        members = partition.coalitions[c]
+        off = prepared.within(members)
+        ms = single[members]
+        pair, ratio = pair_ratio_from_sum(off, ms, ratio_eps=ratio_eps)
+        rows.append({"coalition": c, "size": int(members.size), "pair": pair, "ratio": ratio,
+                     "ratio_defined": not math.isnan(ratio), "psi_sum": off, "marginal_sum": float(ms.sum()),
+                     "marginal_abs_sum": float(np.abs(ms).sum()), "n_members_used": int(members.size),
+                     "exact": True})
     return pd.DataFrame(rows, columns=_COLUMNS)
 
 

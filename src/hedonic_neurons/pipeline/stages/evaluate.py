@@ -15,6 +15,7 @@ from ...evaluation import (
     evaluate_heldout_synergy,
     evaluate_ood,
     evaluate_partition,
+    evaluate_synergy,
 )
 from ...io import write_json
 
@@ -34,8 +35,9 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     float64 targets the predictivity uses (``None``: the records' stored labels).
 
     ``heldout``: paths named by :data:`HELDOUT_KEYS`. With it the in-sample Pair and Ratio are
-    measured on the discovery records (the inputs φ saw) and the held-out ones with their
-    size-matched null on the held-out records and ψ
+    measured on the discovery part (the inputs φ saw; read from its ψ and marginals,
+    :func:`hedonic_neurons.evaluation.evaluate_synergy` with ``psi``) and the held-out ones with
+    their size-matched null on the held-out records and ψ
     (:func:`hedonic_neurons.evaluation.evaluate_heldout_synergy`; ``heldout.csv``).
 
     With ``heldout`` the alignment is also tested against random coalitions of each size
@@ -49,25 +51,33 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     from ...records import LayerRecord
     from ...synergy import SynergyMatrix
 
+    # Each record and ψ is loaded when its metric needs it and dropped after: at n = 14336 a
+    # record holds ~1 GB of weights and a ψ 0.8 GB (float32, used in place by the null tests).
     part = Partition.from_json(part_path)
-    rec = LayerRecord.load(rec_path)
-    syn_rec = LayerRecord.load(heldout["discovery_record"]) if heldout and "synergy" in metrics else rec
+    opts = EvaluationOptions(**options)
+    with_synergy = "synergy" in metrics
+    syn = held = None
+    if heldout and with_synergy:
+        # in-sample Pair/Ratio from the discovery ψ (the exact PAS of every pair, already computed)
+        psi_in = SynergyMatrix.load(heldout["psi_discovery"]).values
+        syn = evaluate_synergy(LayerRecord.load(heldout["discovery_record"]), part, opts, psi=psi_in)
+        held = evaluate_heldout_synergy(LayerRecord.load(heldout["heldout_record"]), part,
+                                        SynergyMatrix.load(heldout["psi_heldout"]).values, opts, psi_insample=psi_in)
+        del psi_in
+        held.table.to_csv(out / "heldout.csv", index=False)
+        write_json(out / "heldout.json", {"pair_pooled_null": held.pair_pooled_null, "pair_pooled_p": held.pair_pooled_p,
+                                          "n_tested": held.n_tested})
+    rec = LayerRecord.load(rec_path) if (with_synergy and syn is None) or "predictivity" in metrics else None
     ood = LayerRecord.load(ood_rec_path) if {"alignment", "predictivity"} & set(metrics) else None
     feats = pd.read_parquet(feats_path) if "alignment" in metrics else None
     y_train = y_ood = None
     if targets is not None and "predictivity" in metrics:
         y_train, y_ood = (pd.read_parquet(p, columns=["target"])["target"].to_numpy() for p in targets)
-    opts = EvaluationOptions(**options)
-    ev = evaluate_partition(part, opts, record=syn_rec, ood_record=ood, train_record=rec,
-                            features=feats, metrics=metrics, train_targets=y_train, ood_targets=y_ood)
-    if heldout and "synergy" in metrics:
-        held = evaluate_heldout_synergy(LayerRecord.load(heldout["heldout_record"]), part,
-                                        SynergyMatrix.load(heldout["psi_heldout"]).values, opts,
-                                        psi_insample=SynergyMatrix.load(heldout["psi_discovery"]).values)
-        held.table.to_csv(out / "heldout.csv", index=False)
-        ev = replace(ev, heldout=held)
-        write_json(out / "heldout.json", {"pair_pooled_null": held.pair_pooled_null, "pair_pooled_p": held.pair_pooled_p,
-                                          "n_tested": held.n_tested})
+    rest = [m for m in metrics if m != "synergy" or syn is None]
+    ev = evaluate_partition(part, opts, record=rec, ood_record=ood, train_record=rec,
+                            features=feats, metrics=rest, train_targets=y_train, ood_targets=y_ood)
+    del rec
+    ev = replace(ev, synergy=syn if syn is not None else ev.synergy, heldout=held)
     metrics_out = ev.metrics()
     if heldout and ev.alignment is not None and ood is not None and feats is not None:  # size-matched null (§8.5)
         from ...evaluation import evaluate_alignment_null
