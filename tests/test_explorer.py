@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import itertools
 import json
 import math
 import re
@@ -446,6 +447,18 @@ def test_page_in_headless_chromium(browser: Any, arts: ExplorerArtifacts, run_di
         assert order == present + sorted(k for k in vals if vals[k] is None), direction
     header = drv.find_element(By.CSS_SELECTOR, '#coalitions th[data-col="pair_heldout"]')
     assert header.get_attribute("aria-sort") == "descending"
+
+    # the size histogram with every bin filled: no bin label runs into the next one
+    spans = drv.execute_script("""
+        const box = document.createElement("div");
+        box.innerHTML = sizeHistogram([1, 2, 3, 4, 5, 6, 11, 21, 51, 101, 1001, 12923]);
+        document.body.appendChild(box);
+        const labels = [...box.querySelectorAll("text")].filter((t) => t.getAttribute("y") === "134");
+        const out = labels.map((t) => { const b = t.getBBox(); return [t.textContent, b.x, b.x + b.width]; });
+        box.remove();
+        return out;""")
+    assert [t for t, _, _ in spans] == ["1", "2", "3", "4", "5", "6–10", "11–20", "21–50", "51–100", "101–1k", ">1k"]
+    assert all(right < nxt_left for (_, _, right), (_, nxt_left, _) in itertools.pairwise(spans)), spans
 
     drv.save_screenshot(str(tmp_path / "explorer.png"))
     assert (tmp_path / "explorer.png").stat().st_size > 10_000

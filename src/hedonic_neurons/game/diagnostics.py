@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._validation import as_generator, check_phi
+from .._validation import as_generator
 from ..errors import InputError
 from ..partition import Partition
 from .ashg import _is_symmetric, nash_stable_partition
@@ -188,17 +188,11 @@ def pooled_pair(psi: Any, partition: Partition | np.ndarray) -> float:
     InputError
         If ``psi`` is not a finite square matrix or the partition does not cover its ``n`` players.
     """
-    arr = check_phi(psi, "heldout_psi", dtype=np.float64)
-    part = _check_partition(partition, arr.shape[0])
-    total, pairs = 0.0, 0
-    for members in part.coalitions:
-        m = members.size
-        if m < 2:
-            break  # coalitions are sorted largest first
-        block = arr[np.ix_(members, members)]
-        total += float(block.sum() - np.trace(block))
-        pairs += m * (m - 1)
-    return total / pairs if pairs else float("nan")
+    from ..metrics.nulls import pooled_pair as _pooled
+    from ..metrics.nulls import prepare_phi
+
+    prepared = prepare_phi(psi, name="heldout_psi")
+    return _pooled(prepared, _check_partition(partition, prepared.values.shape[0]))
 
 
 def k_sweep(
@@ -235,9 +229,11 @@ def k_sweep(
     kk = [check_k(k) for k in ks]
     psi = None
     if heldout_psi is not None:
-        psi = check_phi(heldout_psi, "heldout_psi", dtype=np.float64)
-        if psi.shape != arr.shape:
-            raise InputError(f"heldout_psi: expected shape {arr.shape} (that of phi), got {psi.shape}.")
+        from ..metrics.nulls import prepare_phi
+
+        psi = prepare_phi(heldout_psi, name="heldout_psi")  # a float32 ψ is used in place
+        if psi.values.shape != arr.shape:
+            raise InputError(f"heldout_psi: expected shape {arr.shape} (that of phi), got {psi.values.shape}.")
     rows = []
     for k in kk:
         part = top_cover(arr, k=k)

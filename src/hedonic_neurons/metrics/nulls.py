@@ -118,8 +118,10 @@ class ZeroDiagonalPhi:
         return float(_within_sums(self.values, np.asarray(members)[None, :], self.pair)[0])
 
 
-def prepare_phi(phi: Any) -> ZeroDiagonalPhi:
+def prepare_phi(phi: Any, *, name: str = "phi") -> ZeroDiagonalPhi:
     """Validate ``phi`` (array_like or SynergyMatrix, shape (n, n)) and prepare it for the Pair nulls.
+
+    ``name`` is the argument named in error messages.
 
     A float32 array (a SynergyMatrix's values) stays float32 and is used in place, read-only,
     when its diagonal is already zero; anything else becomes a float64 array with a zeroed
@@ -131,7 +133,7 @@ def prepare_phi(phi: Any) -> ZeroDiagonalPhi:
     source = phi.values if hasattr(phi, "values") and hasattr(phi, "meta") and not isinstance(phi, np.ndarray) \
         else phi
     single = isinstance(source, np.ndarray) and source.dtype == np.float32
-    arr = check_phi(phi, "phi", dtype=np.float32 if single else np.float64)
+    arr = check_phi(phi, name, dtype=np.float32 if single else np.float64)
     if np.any(np.diagonal(arr) != 0):
         if isinstance(source, np.ndarray) and np.may_share_memory(arr, source):
             arr = arr.copy()  # never write into the caller's matrix

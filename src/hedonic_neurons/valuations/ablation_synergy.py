@@ -66,6 +66,17 @@ def _pair_sum_torch(pp: Prep, rI: slice, rJ: slice, K: tuple[torch.Tensor, ...],
     return out
 
 
+def _store_tile(out: np.ndarray, rI: slice, rJ: slice, phi: np.ndarray) -> None:
+    """Write tile ``(rI, rJ)`` and its mirror. A diagonal tile (``rI == rJ``) holds both ``(i, j)``
+    and ``(j, i)``, computed in different orders: they agree up to rounding, and the tile is
+    stored as their mean so that ψ is exactly symmetric (as eq. 6 is), which the games test for
+    (an asymmetric φ loses the potential of the additively separable game, docs/method.md §5.6)."""
+    if rI == rJ:
+        phi = 0.5 * (phi + phi.T)
+    out[rI, rJ] = phi
+    out[rJ, rI] = phi.T
+
+
 def _exact_matrix(pp: Prep, backend: str, tile: int, progress: bool) -> np.ndarray:
     n, N = pp.n, pp.N
     out = np.zeros((n, n), dtype=np.float32)
@@ -93,8 +104,7 @@ def _exact_matrix(pp: Prep, backend: str, tile: int, progress: bool) -> np.ndarr
             else:
                 T = _pair_sum_torch(pp, rI, rJ, K).cpu()
             phi = (T / N - fi_mean[rI].cpu()[:, None] - fi_mean[rJ].cpu()[None] + f0_mean.cpu()).numpy()
-            out[rI, rJ] = phi
-            out[rJ, rI] = phi.T
+            _store_tile(out, rI, rJ, phi)
             bar.update(1)
     bar.close()
     return out
@@ -134,8 +144,7 @@ def _second_order_matrix(pp: Prep, tile: int, progress: bool) -> np.ndarray:
                 acc -= (MI.T @ RJ) * (DDI @ AJ.T)
                 acc -= (RI.T @ (pp.Qm @ RJ)) * (ADI @ AJ.T)
             phi = (acc / N).cpu().numpy()
-            out[rI, rJ] = phi
-            out[rJ, rI] = phi.T
+            _store_tile(out, rI, rJ, phi)
             bar.update(1)
     bar.close()
     return out
