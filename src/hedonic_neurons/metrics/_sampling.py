@@ -197,8 +197,9 @@ def _table_from_nulls(
 
 def _gemm_path(n: int, s: int) -> bool:
     # A gather costs ~s² slow indexed reads per coalition, a GEMM ~2n² fast flops. Measured on a
-    # 2-core Xeon, one thread (n = 2000 … 14336, float32 and float64): the two break even near
-    # s = n/20 (n = 14336, s = 717: 8 ms each in float64); at s = n/10 the gather is 4-6x slower.
+    # 2-core Xeon, one thread, n = 2000 … 14336, float32 and float64
+    # (`python benchmarks/bench_nulls.py --crossover`, docs/benchmarks.md): the two break even
+    # near s = n/20; at s = n/10 the gather is 1.2-5x slower.
     return 20 * s > n
 
 

@@ -47,6 +47,7 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     Writes ``synergy.csv``, ``alignment.csv``, ``heldout.csv`` (when computed) and ``metrics.json``
     (``{metric: value}``, :meth:`hedonic_neurons.evaluation.PartitionEval.metrics`).
     """
+    from ...metrics.nulls import prepare_phi
     from ...partition import Partition
     from ...records import LayerRecord
     from ...synergy import SynergyMatrix
@@ -59,7 +60,7 @@ def work_evaluation(part_path: str, rec_path: str, ood_rec_path: str, feats_path
     syn = held = None
     if heldout and with_synergy:
         # in-sample Pair/Ratio from the discovery ψ (the exact PAS of every pair, already computed)
-        psi_in = SynergyMatrix.load(heldout["psi_discovery"]).values
+        psi_in = prepare_phi(SynergyMatrix.load(heldout["psi_discovery"]))  # zero diagonal and margins, once
         syn = evaluate_synergy(LayerRecord.load(heldout["discovery_record"]), part, opts, psi=psi_in)
         held = evaluate_heldout_synergy(LayerRecord.load(heldout["heldout_record"]), part,
                                         SynergyMatrix.load(heldout["psi_heldout"]).values, opts, psi_insample=psi_in)
