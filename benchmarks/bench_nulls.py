@@ -46,6 +46,9 @@ def timings(ns: list[int], draws: int, pooled_draws: int, seed: int) -> None:
         phi = (phi + phi.T) / 2
         giant = int(0.42 * n)
         sizes = [giant] + [int(x) for x in rng.integers(2, 11, 100)]
+        if sum(sizes) > n:
+            print(f"{n:>6}  skipped: the giant and 100 small coalitions need {sum(sizes)} players")
+            continue
         sizes += [1] * (n - sum(sizes))
         part = Partition.from_labels(rng.permutation(np.repeat(np.arange(len(sizes)), sizes)))
         t0 = time.perf_counter()
